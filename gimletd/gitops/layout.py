@@ -1,0 +1,109 @@
+"""The GitOps repository's conventions, without I/O: paths, release records, commit messages.
+
+Layout (release-flow.md):
+
+    <env>/<app>/<kind>-<name>.yaml   one file per rendered resource
+    <env>/<app>/release.json         the release record of what is there
+    <env>/release.json               the last release in the environment, for old clients
+
+`<env>/release.json` is rewritten by every release to the environment. That does
+not add a hot spot: writes to one environment are serialised anyway, and each
+write rebuilds its tree on the fetched head instead of merging, so a concurrent
+change to that file by another writer never conflicts; apps in different
+environments never touch the same file.
+
+Every commit carries trailers (`Gimlet-Event`, `Gimlet-Artifact`,
+`Gimlet-Triggered-By`, `Gimlet-Env`, `Gimlet-App`) so history is auditable
+from git alone and a redelivered task can find the commit it already made (I2).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gimletd.models import Release, check_dns_label
+
+RELEASE_FILE = "release.json"
+POLICY_TRIGGER = "policy"
+
+TRAILER_EVENT = "Gimlet-Event"
+TRAILER_ARTIFACT = "Gimlet-Artifact"
+TRAILER_TRIGGERED_BY = "Gimlet-Triggered-By"
+TRAILER_ENV = "Gimlet-Env"
+TRAILER_APP = "Gimlet-App"
+
+
+@dataclass(frozen=True)
+class CommitTrailers:
+    """The facts a GimletD commit records about itself."""
+
+    event_id: str
+    artifact_id: str
+    triggered_by: str
+    env: str
+    app: str
+
+    def as_pairs(self) -> list[tuple[str, str]]:
+        return [
+            (TRAILER_EVENT, self.event_id),
+            (TRAILER_ARTIFACT, self.artifact_id),
+            (TRAILER_TRIGGERED_BY, self.triggered_by),
+            (TRAILER_ENV, self.env),
+            (TRAILER_APP, self.app),
+        ]
+
+
+def app_dir(env: str, app: str) -> str:
+    """`<env>/<app>`, refusing anything that is not two DNS-1123 labels."""
+    return f"{check_dns_label(env, 'env')}/{check_dns_label(app, 'app')}"
+
+
+def release_json(release: Release) -> bytes:
+    """The bytes of a `release.json`: stable key order, indented, newline at the end."""
+    return (json.dumps(release.to_json(), indent=2, sort_keys=True) + "\n").encode()
+
+
+def app_files(files: Mapping[str, bytes], release: Release) -> dict[str, bytes]:
+    """The complete content of `<env>/<app>/`: the rendered files plus `release.json`."""
+    for name in files:
+        if "/" in name or name in ("", ".", "..") or name == RELEASE_FILE:
+            raise ValueError(f"rendered file name {name!r} is not allowed in {release.env}/")
+    return {**files, RELEASE_FILE: release_json(release)}
+
+
+def deploy_message(env: str, app: str, triggered_by: str, trailers: CommitTrailers) -> str:
+    """`[Gimlet] <env>/<app> automated deploy` for policy deploys, `release by <login>` else."""
+    action = "automated deploy" if triggered_by == POLICY_TRIGGER else f"release by {triggered_by}"
+    return with_trailers(f"[Gimlet] {env}/{app} {action}", trailers)
+
+
+def with_trailers(subject: str, trailers: CommitTrailers) -> str:
+    lines = [f"{key}: {_one_line(value)}" for key, value in trailers.as_pairs()]
+    return subject + "\n\n" + "\n".join(lines) + "\n"
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """The `Key: value` trailers of the last paragraph of a commit message."""
+    paragraphs = message.strip().split("\n\n")
+    trailers: dict[str, str] = {}
+    for line in paragraphs[-1].splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key and " " not in key:
+            trailers[key] = value.strip()
+    return trailers
+
+
+def is_commit_of(message: str, event_id: str, env: str, app: str) -> bool:
+    """True when a commit message says it is the write of (event, env, app)."""
+    trailers = parse_trailers(message)
+    return (
+        trailers.get(TRAILER_EVENT) == event_id
+        and trailers.get(TRAILER_ENV) == env
+        and trailers.get(TRAILER_APP) == app
+    )
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.split())

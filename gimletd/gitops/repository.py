@@ -1,0 +1,321 @@
+"""The GitOps repository on pygit2: a persistent bare clone, commits built from trees, pushes.
+
+Unlike the Go original, nothing is cloned per release and no working tree is
+checked out: each write fetches the branch head into a clone that outlives it,
+builds the new tree from the head's tree with only `<env>/<app>/` replaced, and
+pushes the commit without force. When the remote moved on in between, the push
+is rejected and the same change is rebuilt on the new head (I4: foreign commits
+survive).
+
+This is the only module that uses pygit2 for the GitOps repository, and it
+translates pygit2's errors: a refused push is `PushRejected`, anything else
+`GitOpsError`, both retryable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from gimletd.errors import GitOpsError, PushRejected
+from gimletd.gitops.layout import RELEASE_FILE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BRANCH = "main"
+#: How far back a redelivered write looks for its own commit when its base is unknown.
+MAX_SEARCH_DEPTH = 500
+
+
+class WriteOutcome(enum.Enum):
+    COMMITTED = "committed"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    outcome: WriteOutcome
+    commit: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to authenticate to the remote: a deploy key (ssh) or a token (https)."""
+
+    deploy_key_path: Path | None = None
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class AppChange:
+    """The new content of `<env>/<app>/`, plus the environment-level files to set."""
+
+    env: str
+    app: str
+    files: Mapping[str, bytes]
+    env_files: Mapping[str, bytes]
+
+
+class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]
+    """Credentials for the remote, and a record of a push the remote refused."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+        self.rejected: str | None = None
+
+    def credentials(self, url: str, username_from_url: str | None, allowed_types: int) -> object:
+        if self._credentials.deploy_key_path is not None:
+            key = str(self._credentials.deploy_key_path)
+            public = f"{key}.pub" if os.path.exists(f"{key}.pub") else None
+            return pygit2.Keypair(username_from_url or "git", public, key, "")
+        if self._credentials.token is not None:
+            return pygit2.UserPass("x-access-token", self._credentials.token)
+        raise GitOpsError(
+            f"the GitOps repository {url} asks for credentials: set GITOPS_REPO_DEPLOY_KEY_PATH "
+            "(ssh) or GITOPS_REPO_TOKEN (https)"
+        )
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message is not None:
+            self.rejected = f"{refname}: {message}"
+
+
+def init_bare(path: Path, branch: str = DEFAULT_BRANCH) -> None:
+    """Create an empty bare repository at `path` (the default GitOps repo of a local install)."""
+    if (path / "HEAD").exists():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    pygit2.init_repository(str(path), bare=True, initial_head=branch)
+
+
+class GitopsRepository:
+    """A GitOps repository remote and this process's persistent clone of it.
+
+    `clone_name` tells clones apart: every worker process owns one, so processes
+    never contend for the same refs or pack files.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_dir: Path,
+        clone_name: str = "default",
+        branch: str | None = None,
+        credentials: Credentials | None = None,
+        author_name: str = "GimletD",
+        author_email: str = "gimletd@gimlet.io",
+    ) -> None:
+        self.url = url
+        self._credentials = credentials or Credentials()
+        self._signature = (author_name, author_email)
+        slug = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.path = cache_dir / slug / f"{_safe(clone_name)}.git"
+        self._repo = self._open_clone()
+        self.branch = branch or self._remote_default_branch()
+        self._tracking_ref = f"refs/gimletd/remote/{self.branch}"
+
+    # -- reading ---------------------------------------------------------------
+
+    def fetch(self) -> str | None:
+        """Bring the remote branch head into the clone; its sha, or None when the branch is new."""
+        spec = f"+refs/heads/{self.branch}:{self._tracking_ref}"
+        with self._git_errors("fetch"):
+            self._remote.fetch([spec], callbacks=_Callbacks(self._credentials))
+        ref = self._repo.references.get(self._tracking_ref)
+        return None if ref is None else str(ref.target)
+
+    def read_file(self, commit: str, path: str) -> bytes | None:
+        """The content of `path` at `commit`, or None when it does not exist."""
+        with self._git_errors("read"):
+            tree = self._repo[commit].peel(pygit2.Tree)
+            try:
+                entry = tree[path]
+            except KeyError:
+                return None
+            blob = self._repo[entry.id]
+            return blob.data if isinstance(blob, pygit2.Blob) else None
+
+    def list_dir(self, commit: str, path: str) -> dict[str, bytes]:
+        """The files directly in directory `path` at `commit` (empty when it is missing)."""
+        with self._git_errors("read"):
+            tree = self._repo[commit].peel(pygit2.Tree)
+            try:
+                sub = self._repo[tree[path].id]
+            except KeyError:
+                return {}
+            if not isinstance(sub, pygit2.Tree):
+                return {}
+            return {
+                entry.name: self._repo[entry.id].data
+                for entry in sub
+                if entry.type_str == "blob" and entry.name is not None
+            }
+
+    def find_commit(
+        self, head: str, *, since: str | None, matches: Callable[[str], bool]
+    ) -> str | None:
+        """The newest commit after `since` (exclusive) whose message `matches`.
+
+        Bounded: with `since` unknown or unreachable, at most MAX_SEARCH_DEPTH
+        commits are read, so the cost never grows with the length of history.
+        """
+        with self._git_errors("search history"):
+            walker = self._repo.walk(pygit2.Oid(hex=head), pygit2.enums.SortMode.TOPOLOGICAL)
+            if since and since in self._repo:
+                walker.hide(pygit2.Oid(hex=since))
+            for depth, commit in enumerate(walker):
+                if depth >= MAX_SEARCH_DEPTH:
+                    break
+                if matches(commit.message):
+                    return str(commit.id)
+        return None
+
+    # -- writing ---------------------------------------------------------------
+
+    def write(self, change: AppChange, message: str, *, head: str | None) -> WriteResult:
+        """Commit `change` on `head` and push it; `PushRejected` if the remote moved on.
+
+        No empty commits: when the tree would not change, nothing is pushed and
+        the result is UNCHANGED on `head`.
+        """
+        with self._git_errors("write"):
+            base_tree = self._repo[head].peel(pygit2.Tree) if head else None
+            tree_id = self._build_tree(base_tree, change)
+            if base_tree is not None and head is not None and tree_id == base_tree.id:
+                return WriteResult(WriteOutcome.UNCHANGED, head)
+            signature = pygit2.Signature(*self._signature)
+            parents = [pygit2.Oid(hex=head)] if head else []
+            commit = self._repo.create_commit(
+                None, signature, signature, message, tree_id, parents
+            )
+        self._push(str(commit))
+        return WriteResult(WriteOutcome.COMMITTED, str(commit))
+
+    def _push(self, commit: str) -> None:
+        temp_ref = f"refs/gimletd/push/{uuid.uuid4().hex}"
+        callbacks = _Callbacks(self._credentials)
+        try:
+            self._repo.references.create(temp_ref, pygit2.Oid(hex=commit))
+            self._remote.push([f"{temp_ref}:refs/heads/{self.branch}"], callbacks=callbacks)
+        except pygit2.GitError as exc:
+            if _is_rejection(str(exc)):
+                raise PushRejected(f"push to {self.url} was rejected: {exc}") from exc
+            raise GitOpsError(f"cannot push to {self.url}: {exc}") from exc
+        finally:
+            with contextlib.suppress(KeyError, pygit2.GitError):
+                self._repo.references.delete(temp_ref)
+        if callbacks.rejected is not None:
+            raise PushRejected(f"push to {self.url} was rejected: {callbacks.rejected}")
+        self._repo.references.create(self._tracking_ref, pygit2.Oid(hex=commit), force=True)
+
+    def _build_tree(self, base: pygit2.Tree | None, change: AppChange) -> pygit2.Oid:
+        """The root tree with `<env>/<app>/` replaced and the env-level files set."""
+        env_tree = _subtree(self._repo, base, change.env)
+        app_builder = self._repo.TreeBuilder()
+        for name in sorted(change.files):
+            app_builder.insert(name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB)
+        env_builder = self._repo.TreeBuilder(env_tree) if env_tree else self._repo.TreeBuilder()
+        env_builder.insert(change.app, app_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        for name, content in sorted(change.env_files.items()):
+            env_builder.insert(name, self._repo.create_blob(content), pygit2.GIT_FILEMODE_BLOB)
+        root = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
+        root.insert(change.env, env_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        return root.write()
+
+    # -- plumbing --------------------------------------------------------------
+
+    @property
+    def _remote(self) -> pygit2.Remote:
+        return self._repo.remotes["origin"]
+
+    def _open_clone(self) -> pygit2.Repository:
+        """Open this process's clone, creating it on first use (under a file lock)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.path.with_suffix(".lock")), self._git_errors("open the clone"):
+            if not (self.path / "HEAD").exists():
+                repo = pygit2.init_repository(str(self.path), bare=True)
+                repo.remotes.create("origin", self.url)
+                return repo
+            repo = pygit2.Repository(str(self.path))
+            if repo.remotes["origin"].url != self.url:
+                repo.remotes.set_url("origin", self.url)
+            return repo
+
+    def _remote_default_branch(self) -> str:
+        """The remote's HEAD branch, or `main` for an empty remote."""
+        with self._git_errors("list remote branches"):
+            heads = self._remote.list_heads(callbacks=_Callbacks(self._credentials))
+        for head in heads:
+            if head.name == "HEAD" and head.symref_target:
+                return str(head.symref_target).removeprefix("refs/heads/")
+        return DEFAULT_BRANCH
+
+    @contextlib.contextmanager
+    def _git_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (pygit2.GitError, KeyError, ValueError) as exc:
+            raise GitOpsError(f"cannot {action} GitOps repository {self.url}: {exc}") from exc
+
+
+def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> pygit2.Tree | None:
+    if tree is None:
+        return None
+    try:
+        entry = tree[name]
+    except KeyError:
+        return None
+    sub = repo[entry.id]
+    return sub if isinstance(sub, pygit2.Tree) else None
+
+
+def _is_rejection(message: str) -> bool:
+    lowered = message.lower()
+    return any(
+        phrase in lowered
+        for phrase in (
+            "non-fastforward",
+            "non-fast-forward",
+            "not present locally",
+            "fetch first",
+            "rejected",
+        )
+    )
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "default"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+__all__ = [
+    "RELEASE_FILE",
+    "AppChange",
+    "Credentials",
+    "GitopsRepository",
+    "WriteOutcome",
+    "WriteResult",
+    "init_bare",
+]

@@ -1,0 +1,288 @@
+"""The product's nouns as pydantic models, with the Go original's JSON field names.
+
+An `Artifact` is what CI pushes: the commit's `Version`, CI `context` variables,
+`items`, and one `Manifest` (environment config) per environment it may be
+released to. A `Release` is what lands in `<env>/<app>/release.json`. An `Event`
+is what the API stores and the workers process; its `Result`s say what became of
+each environment.
+
+Names that become directories of the GitOps repository (`env`, `app`) must be
+DNS-1123 labels. They may be templates (`frontend-{{ .BRANCH | sanitizeDNSName }}`),
+in which case they are checked again once resolved, see `check_dns_label`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL_MAX = 63
+TEMPLATE_MARK = "{{"
+
+#: A string that must not be absurdly long: names, shas, refs, messages.
+ShortText = Annotated[str, StringConstraints(max_length=4096)]
+#: Free text such as commit messages and YAML documents.
+LongText = Annotated[str, StringConstraints(max_length=1_048_576)]
+
+
+class Model(BaseModel):
+    """Base of the wire models: unknown fields are kept, so newer clients are not refused."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form, without fields that were never set or are null."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def check_dns_label(value: str, what: str) -> str:
+    """Return `value` if it is a DNS-1123 label, else raise ValueError naming `what`.
+
+    Labels become directory names in the GitOps repository and Kubernetes object
+    names, so `../x`, `a/b`, upper case and empty names are refused here.
+    """
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > DNS_LABEL_MAX:
+        raise ValueError(f"{what} {value!r} is longer than {DNS_LABEL_MAX} characters")
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a DNS-1123 label: use lower case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _label_or_template(value: str, what: str) -> str:
+    """A name that is either a DNS-1123 label already or a template checked once resolved."""
+    if TEMPLATE_MARK in value:
+        return value
+    return check_dns_label(value, what)
+
+
+class GitEvent(enum.StrEnum):
+    """The kind of git event a CI run was triggered by."""
+
+    PUSH = "push"
+    TAG = "tag"
+    PR = "pr"
+
+
+class CleanupEvent(enum.StrEnum):
+    """What makes a preview environment go away."""
+
+    BRANCH_DELETED = "branchDeleted"
+    PR_CLOSED = "prClosed"
+
+
+class Version(Model):
+    """The source commit an artifact was built from."""
+
+    repository_name: ShortText = Field(default="", alias="repositoryName")
+    sha: ShortText = ""
+    created: int | None = None
+    branch: ShortText = ""
+    event: GitEvent | None = None
+    source_branch: ShortText = Field(default="", alias="sourceBranch")
+    target_branch: ShortText = Field(default="", alias="targetBranch")
+    tag: ShortText = ""
+    author_name: ShortText = Field(default="", alias="authorName")
+    author_email: ShortText = Field(default="", alias="authorEmail")
+    committer_name: ShortText = Field(default="", alias="committerName")
+    committer_email: ShortText = Field(default="", alias="committerEmail")
+    message: LongText = ""
+    url: ShortText = ""
+
+
+class DeployPolicy(Model):
+    """Which artifacts an environment releases automatically.
+
+    `branch` applies to push and pr events, `tag` to tag events; both are globs
+    where a leading `!` negates. `event`, when given, must match too.
+    """
+
+    branch: ShortText = ""
+    tag: ShortText = ""
+    event: GitEvent | None = None
+
+
+class CleanupPolicy(Model):
+    """When a preview app is deleted: on `event` for branches matching `branch`."""
+
+    app: ShortText = ""
+    event: CleanupEvent | None = None
+    branch: ShortText = ""
+    ttl: ShortText | None = None
+
+
+class Chart(Model):
+    """Where a Helm chart comes from: a chart repository, OCI reference, git URL or path."""
+
+    repository: ShortText = ""
+    name: ShortText = ""
+    version: ShortText = ""
+
+
+class PatchTarget(Model):
+    """The resource a JSON 6902 patch applies to."""
+
+    group: ShortText = ""
+    version: ShortText = ""
+    kind: ShortText = ""
+    name: ShortText = ""
+
+
+class Json6902Patch(Model):
+    """A JSON Patch (RFC 6902), as YAML or JSON text, and the resource it targets."""
+
+    patch: LongText
+    target: PatchTarget
+
+
+class Manifest(Model):
+    """An environment config: how one app is released to one environment.
+
+    Called `Manifest` as in the Go original (`.gimlet/*.yaml` files); in prose
+    and messages it is the "environment config".
+    """
+
+    app: ShortText
+    env: ShortText
+    namespace: ShortText = ""
+    deploy: DeployPolicy | None = None
+    cleanup: CleanupPolicy | None = None
+    chart: Chart | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    strategic_merge_patches: LongText = Field(default="", alias="strategicMergePatches")
+    json6902_patches: list[Json6902Patch] = Field(default_factory=list, alias="json6902Patches")
+    manifests: LongText = ""
+
+    @field_validator("app")
+    @classmethod
+    def _app_is_label(cls, value: str) -> str:
+        return _label_or_template(value, "app")
+
+    @field_validator("env")
+    @classmethod
+    def _env_is_label(cls, value: str) -> str:
+        return _label_or_template(value, "env")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_label(cls, value: str) -> str:
+        return value if not value else _label_or_template(value, "namespace")
+
+    def check_resolved_names(self) -> None:
+        """Raise ValueError unless `app`, `env` and `namespace` are labels after templating."""
+        check_dns_label(self.app, "app")
+        check_dns_label(self.env, "env")
+        if self.namespace:
+            check_dns_label(self.namespace, "namespace")
+
+
+class Artifact(Model):
+    """What CI pushes: the releasable version and everything needed to release it."""
+
+    id: ShortText = ""
+    created: int | None = None
+    version: Version = Field(default_factory=Version)
+    context: dict[ShortText, LongText] = Field(default_factory=dict)
+    environments: list[Manifest] = Field(default_factory=list)
+    items: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Release(Model):
+    """The release record written to `<env>/<app>/release.json`."""
+
+    app: str
+    env: str
+    artifact_id: str = Field(alias="artifactId")
+    triggered_by: str = Field(alias="triggeredBy")
+    version: Version | None = None
+    gitops_ref: str = Field(default="", alias="gitopsRef")
+    gitops_repo: str = Field(default="", alias="gitopsRepo")
+    created: int | None = None
+    rolled_back: bool = Field(default=False, alias="rolledBack")
+    event_id: str = Field(default="", alias="eventId")
+
+
+class EventType(enum.StrEnum):
+    """What an event asks the workers to do."""
+
+    ARTIFACT = "artifact"
+    RELEASE = "release"
+    ROLLBACK = "rollback"
+    DELETE = "delete"
+
+
+class EventStatus(enum.StrEnum):
+    """An event's life: `new` until every environment has an outcome.
+
+    The Go original's clients poll while the status is `new`, so there is no
+    separate "processing" status: progress shows in the event's `results`.
+    """
+
+    NEW = "new"
+    PROCESSED = "processed"
+    ERROR = "error"
+
+
+class ResultStatus(enum.StrEnum):
+    """What became of one environment of an event."""
+
+    PENDING = "pending"
+    APPLYING = "applying"
+    SUCCESS = "success"
+    UNCHANGED = "unchanged"
+    SUPERSEDED = "superseded"
+    FAILURE = "failure"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (ResultStatus.PENDING, ResultStatus.APPLYING)
+
+
+class Result(Model):
+    """The outcome of one (event, env, app)."""
+
+    app: str
+    env: str
+    hash: str = ""
+    status: ResultStatus
+    status_desc: str = Field(default="", alias="statusDesc")
+    gitops_commit_status: str = Field(default="", alias="gitopsCommitStatus")
+
+
+class GitopsHash(Model):
+    """A GitOps commit an event produced, as the original's clients read it."""
+
+    hash: str
+    status: str = ""
+    status_desc: str = Field(default="", alias="statusDesc")
+    env: str = ""
+    app: str = ""
+
+
+class Event(Model):
+    """An accepted request for work, with the artifact's fields denormalised for queries."""
+
+    id: str
+    created: int
+    type: EventType
+    status: EventStatus
+    status_desc: str = Field(default="", alias="statusDesc")
+    repository: str = ""
+    branch: str = ""
+    event: str = ""
+    source_branch: str = Field(default="", alias="sourceBranch")
+    target_branch: str = Field(default="", alias="targetBranch")
+    tag: str = ""
+    sha: str = ""
+    artifact_id: str = Field(default="", alias="artifactID")
+    triggered_by: str = Field(default="", alias="triggeredBy")
+    gitops_hashes: list[GitopsHash] = Field(default_factory=list, alias="gitopsHashes")
+    results: list[Result] = Field(default_factory=list)

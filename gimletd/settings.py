@@ -1,0 +1,140 @@
+"""GimletD's settings, read once at each edge (API, worker, CLI) and passed down.
+
+Environment variables keep the Go original's names where one existed
+(`GITOPS_REPO`, `REPO_CACHE_PATH`, `DATABASE_DRIVER`/`DATABASE_CONFIG`, ...).
+Every default is embedded, so an unconfigured install runs on SQLite and a
+local bare GitOps repository inside the data directory. Core functions never
+read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".gimletd")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PORT = 8888
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+GITHUB_SHORTHAND = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+class RenderEngine(enum.StrEnum):
+    """How manifests are produced: by Helm in process, or as Flux HelmReleases."""
+
+    HELM = "helm"
+    FLUX = "flux"
+
+
+class Settings(BaseSettings):
+    """Every knob of GimletD, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, case_sensitive=False
+    )
+
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, validation_alias="GIMLETD_DATA_DIR")
+    development: bool = Field(default=False, validation_alias="GIMLETD_DEV")
+
+    # The API
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(default=DEFAULT_PORT, validation_alias="PORT")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, validation_alias="MAX_BODY_BYTES")
+    admin_token: SecretStr | None = Field(default=None, validation_alias="GIMLETD_ADMIN_TOKEN")
+    print_admin_token: bool = Field(default=False, validation_alias="PRINT_ADMIN_TOKEN")
+
+    # The store
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    database_driver: str | None = Field(default=None, validation_alias="DATABASE_DRIVER")
+    database_config: SecretStr | None = Field(default=None, validation_alias="DATABASE_CONFIG")
+
+    # The queue
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+
+    # The GitOps repository
+    gitops_repo: str | None = Field(default=None, validation_alias="GITOPS_REPO")
+    gitops_branch: str | None = Field(default=None, validation_alias="GITOPS_BRANCH")
+    gitops_repo_deploy_key_path: Path | None = Field(
+        default=None, validation_alias="GITOPS_REPO_DEPLOY_KEY_PATH"
+    )
+    gitops_repo_token: SecretStr | None = Field(default=None, validation_alias="GITOPS_REPO_TOKEN")
+    repo_cache_path: Path | None = Field(default=None, validation_alias="REPO_CACHE_PATH")
+    git_author_name: str = Field(default="GimletD", validation_alias="GIT_AUTHOR_NAME")
+    git_author_email: str = Field(default="gimletd@gimlet.io", validation_alias="GIT_AUTHOR_EMAIL")
+    push_attempts: int = Field(default=5, ge=1, validation_alias="GITOPS_PUSH_ATTEMPTS")
+    lock_timeout: float = Field(default=120.0, gt=0, validation_alias="GITOPS_LOCK_TIMEOUT")
+
+    # Rendering
+    renderer: RenderEngine = Field(default=RenderEngine.HELM, validation_alias="RENDERER")
+    chart_cache_path: Path | None = Field(default=None, validation_alias="CHART_CACHE_PATH")
+
+    # Recovery of unfinished work
+    sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")
+    stale_after: float = Field(default=30.0, gt=0, validation_alias="STALE_AFTER")
+    max_attempts: int = Field(default=10, ge=1, validation_alias="EVENT_MAX_ATTEMPTS")
+
+    @property
+    def resolved_redis_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, else the original's DATABASE_DRIVER/CONFIG, else SQLite in the data dir."""
+        if self.database_url is not None:
+            return sqlalchemy_url(self.database_url.get_secret_value())
+        if self.database_driver:
+            config = self.database_config.get_secret_value() if self.database_config else ""
+            return _url_from_driver(self.database_driver, config)
+        return f"sqlite:///{(self.data_dir / 'gimletd.sqlite').resolve()}"
+
+    @property
+    def default_gitops_repo_path(self) -> Path:
+        """Where the local bare GitOps repository lives when GITOPS_REPO is unset."""
+        return (self.data_dir / "gitops.git").resolve()
+
+    @property
+    def resolved_gitops_repo(self) -> str:
+        """The GitOps repository's URL: GITOPS_REPO with `owner/repo` expanded, or the local one."""
+        if not self.gitops_repo:
+            return str(self.default_gitops_repo_path)
+        repo = self.gitops_repo
+        if GITHUB_SHORTHAND.match(repo) and not Path(repo).exists():
+            if self.gitops_repo_deploy_key_path is not None:
+                return f"git@github.com:{repo}.git"
+            return f"https://github.com/{repo}.git"
+        return repo
+
+    @property
+    def resolved_repo_cache_path(self) -> Path:
+        return (self.repo_cache_path or self.data_dir / "repo-cache").resolve()
+
+    @property
+    def resolved_chart_cache_path(self) -> Path:
+        return (self.chart_cache_path or self.data_dir / "charts").resolve()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Turn the URLs people write (`postgres://`, `postgresql://`) into SQLAlchemy's driver form."""
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def _url_from_driver(driver: str, config: str) -> str:
+    """The Go original's pair: DATABASE_DRIVER=sqlite3|postgres, DATABASE_CONFIG=path or DSN."""
+    if driver in ("sqlite", "sqlite3"):
+        return f"sqlite:///{Path(config or 'gimletd.sqlite').resolve()}"
+    if driver in ("postgres", "postgresql"):
+        if not urlsplit(config).scheme:
+            raise ValueError(
+                "DATABASE_CONFIG must be a postgres:// URL when DATABASE_DRIVER=postgres, "
+                "for example postgres://gimletd@localhost:5432/gimletd"
+            )
+        return sqlalchemy_url(config)
+    raise ValueError(f"DATABASE_DRIVER {driver!r} is not supported: use sqlite3 or postgres")

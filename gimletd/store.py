@@ -1,0 +1,757 @@
+"""The store: artifacts, events, GitOps writes and users in SQLite or PostgreSQL.
+
+This is the only module that uses SQLAlchemy. It translates SQLAlchemy's errors
+once: a lost connection becomes `StoreUnavailable` (the API answers 503, workers
+retry) and a uniqueness violation becomes `Conflict`.
+
+Three tables carry the release flow:
+
+- `artifacts`: what CI pushed, with the version fields denormalised for filters.
+- `events`: accepted work (an artifact to match against policies, later ad-hoc
+  releases, rollbacks, deletes). `seq` is the acceptance order (I3).
+- `gitops_writes`: one row per (event, env, app) the event touches, holding the
+  rendered files until the GitOps writer commits them. The unique key on
+  (event, env, app) is what makes a redelivered task unable to plan twice (I2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from gimletd.errors import Conflict, NotFound, StoreUnavailable
+from gimletd.models import (
+    Artifact,
+    Event,
+    EventStatus,
+    EventType,
+    GitopsHash,
+    Release,
+    Result,
+    ResultStatus,
+)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MAX_LIST_LIMIT = 1000
+DEFAULT_LIST_LIMIT = 10
+ADMIN_LOGIN = "admin"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ArtifactRow(Base):
+    __tablename__ = "artifacts"
+
+    id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    created: Mapped[int] = mapped_column(Integer, index=True)
+    repository: Mapped[str] = mapped_column(String(512), default="", index=True)
+    branch: Mapped[str] = mapped_column(String(512), default="", index=True)
+    event: Mapped[str] = mapped_column(String(16), default="")
+    source_branch: Mapped[str] = mapped_column(String(512), default="")
+    target_branch: Mapped[str] = mapped_column(String(512), default="")
+    tag: Mapped[str] = mapped_column(String(512), default="")
+    sha: Mapped[str] = mapped_column(String(128), default="", index=True)
+    blob: Mapped[str] = mapped_column(Text)
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))
+    blob: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_desc: Mapped[str] = mapped_column(Text, default="")
+    repository: Mapped[str] = mapped_column(String(512), default="")
+    branch: Mapped[str] = mapped_column(String(512), default="")
+    event: Mapped[str] = mapped_column(String(16), default="")
+    source_branch: Mapped[str] = mapped_column(String(512), default="")
+    target_branch: Mapped[str] = mapped_column(String(512), default="")
+    tag: Mapped[str] = mapped_column(String(512), default="")
+    sha: Mapped[str] = mapped_column(String(128), default="")
+    artifact_id: Mapped[str] = mapped_column(String(512), default="", index=True)
+    triggered_by: Mapped[str] = mapped_column(String(256), default="")
+    planned: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    touched_at: Mapped[float] = mapped_column(Float)
+
+
+class GitopsWriteRow(Base):
+    __tablename__ = "gitops_writes"
+    __table_args__ = (
+        UniqueConstraint("event_id", "env", "app", name="uq_gitops_writes_event_env_app"),
+        Index("ix_gitops_writes_queue", "gitops_repo", "env", "status"),
+        Index("ix_gitops_writes_app", "gitops_repo", "env", "app", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_seq: Mapped[int] = mapped_column(ForeignKey("events.seq"))
+    event_id: Mapped[str] = mapped_column(String(64), index=True)
+    gitops_repo: Mapped[str] = mapped_column(String(1024))
+    env: Mapped[str] = mapped_column(String(256))
+    app: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16))
+    status_desc: Mapped[str] = mapped_column(Text, default="")
+    files: Mapped[str] = mapped_column(Text, default="{}")
+    release: Mapped[str] = mapped_column(Text, default="{}")
+    commit_sha: Mapped[str] = mapped_column(String(64), default="")
+    base_sha: Mapped[str] = mapped_column(String(64), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    login: Mapped[str] = mapped_column(String(256), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[int] = mapped_column(Integer)
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    """A release the policy step decided on: the rendered files for one env/app."""
+
+    env: str
+    app: str
+    files: dict[str, bytes]
+    release: Release
+
+
+@dataclass(frozen=True)
+class FailedEnvironment:
+    """An environment of an event that could not be planned, and why."""
+
+    env: str
+    app: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GitopsWrite:
+    """A GitOps write as the writer sees it."""
+
+    id: int
+    event_id: str
+    event_seq: int
+    gitops_repo: str
+    env: str
+    app: str
+    status: ResultStatus
+    files: dict[str, bytes]
+    release: Release
+    base_sha: str
+    commit_sha: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class EventClaim:
+    """What a worker needs to process an event, taken with its attempt counted."""
+
+    id: str
+    seq: int
+    type: EventType
+    artifact_id: str
+    blob: str
+    attempts: int
+    planned: bool
+
+
+@dataclass(frozen=True)
+class ArtifactFilter:
+    """The query of `GET /api/artifacts`, with the Go original's parameters."""
+
+    repository: str | None = None
+    branch: str | None = None
+    event: str | None = None
+    source_branch: str | None = None
+    shas: Sequence[str] = ()
+    limit: int = DEFAULT_LIST_LIMIT
+    offset: int = 0
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    login: str
+    admin: bool
+
+
+def hash_token(token: str) -> str:
+    """Tokens are random and long, so one unsalted SHA-256 is enough to store them safely."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _now() -> float:
+    return time.time()
+
+
+@contextlib.contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Turn SQLAlchemy's exceptions into GimletD's, once, at the boundary."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
+    except (OperationalError, DBAPIError) as exc:
+        if getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError):
+            raise StoreUnavailable(f"the database is unavailable: {exc.orig}") from exc
+        raise
+
+
+class Store:
+    """All persistent state of GimletD behind one object; open one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = _make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back on any error."""
+        with _translated_errors(), self._sessions.begin() as session:
+            yield session
+
+    # -- schema -------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply Alembic migrations up to head; safe when several processes start at once."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with _translated_errors(), self._migration_lock(), self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(7274911)"))
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(7274911)"))
+                    connection.commit()
+            return
+        database = self.engine.url.database
+        lock_path = Path(f"{database}.migrate.lock") if database else None
+        if lock_path is None:
+            yield
+            return
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        with self.session() as session:
+            session.execute(text("SELECT 1"))
+
+    # -- artifacts and their events ------------------------------------------
+
+    def create_artifact(self, artifact: Artifact, *, triggered_by: str) -> tuple[Artifact, Event]:
+        """Store an artifact and the event that will release it, in one transaction (I1)."""
+        created = int(_now())
+        repository = artifact.version.repository_name
+        stored = artifact.model_copy(
+            update={"id": f"{repository}-{uuid.uuid4()}", "created": created}
+        )
+        version = stored.version
+        columns = {
+            "repository": repository,
+            "branch": version.branch,
+            "event": version.event.value if version.event else "",
+            "source_branch": version.source_branch,
+            "target_branch": version.target_branch,
+            "tag": version.tag,
+            "sha": version.sha,
+        }
+        event_row = EventRow(
+            id=str(uuid.uuid4()),
+            created=created,
+            type=EventType.ARTIFACT.value,
+            blob="",
+            status=EventStatus.NEW.value,
+            status_desc="",
+            artifact_id=stored.id,
+            triggered_by=triggered_by,
+            touched_at=_now(),
+            **columns,
+        )
+        with self.session() as session:
+            session.add(
+                ArtifactRow(
+                    id=stored.id, created=created, blob=json.dumps(stored.to_json()), **columns
+                )
+            )
+            session.add(event_row)
+        return stored, self.event(event_row.id)
+
+    def artifact(self, artifact_id: str) -> Artifact:
+        """:raise NotFound: when no artifact has that id."""
+        with self.session() as session:
+            row = session.get(ArtifactRow, artifact_id)
+            if row is None:
+                raise NotFound(f"artifact {artifact_id!r} does not exist")
+            return Artifact.model_validate_json(row.blob)
+
+    def artifacts(self, query: ArtifactFilter) -> list[Artifact]:
+        """Artifacts newest first, filtered as `GET /api/artifacts` asks."""
+        statement = select(ArtifactRow.blob)
+        if query.repository:
+            statement = statement.where(ArtifactRow.repository == query.repository)
+        if query.branch:
+            statement = statement.where(ArtifactRow.branch == query.branch)
+        if query.event:
+            statement = statement.where(ArtifactRow.event == query.event)
+        if query.source_branch:
+            statement = statement.where(ArtifactRow.source_branch == query.source_branch)
+        if query.shas:
+            statement = statement.where(ArtifactRow.sha.in_(list(query.shas)))
+        if query.since is not None:
+            statement = statement.where(ArtifactRow.created >= int(query.since.timestamp()))
+        if query.until is not None:
+            statement = statement.where(ArtifactRow.created < int(query.until.timestamp()))
+        statement = (
+            statement.order_by(ArtifactRow.created.desc(), ArtifactRow.id)
+            .limit(min(query.limit, MAX_LIST_LIMIT))
+            .offset(query.offset)
+        )
+        with self.session() as session:
+            return [Artifact.model_validate_json(blob) for blob in session.scalars(statement)]
+
+    # -- events --------------------------------------------------------------
+
+    def event(self, event_id: str) -> Event:
+        """The event with its per-environment results; :raise NotFound:."""
+        with self.session() as session:
+            row = session.scalar(select(EventRow).where(EventRow.id == event_id))
+            if row is None:
+                raise NotFound(f"event {event_id!r} does not exist")
+            writes = session.scalars(
+                select(GitopsWriteRow)
+                .where(GitopsWriteRow.event_id == event_id)
+                .order_by(GitopsWriteRow.id)
+            ).all()
+            return _event_from_rows(row, writes)
+
+    def event_for_artifact(self, artifact_id: str) -> Event:
+        """The newest event that releases `artifact_id`; :raise NotFound:."""
+        with self.session() as session:
+            event_id = session.scalar(
+                select(EventRow.id)
+                .where(EventRow.artifact_id == artifact_id)
+                .order_by(EventRow.seq.desc())
+                .limit(1)
+            )
+        if event_id is None:
+            raise NotFound(f"no event for artifact {artifact_id!r}")
+        return self.event(event_id)
+
+    def claim_event(self, event_id: str) -> EventClaim | None:
+        """Count one more attempt at an unfinished event; None when it is already terminal."""
+        with self.session() as session:
+            row = session.scalar(
+                select(EventRow).where(EventRow.id == event_id).with_for_update()
+            )
+            if row is None:
+                raise NotFound(f"event {event_id!r} does not exist")
+            if row.status != EventStatus.NEW.value:
+                return None
+            row.attempts += 1
+            row.touched_at = _now()
+            return EventClaim(
+                id=row.id,
+                seq=row.seq,
+                type=EventType(row.type),
+                artifact_id=row.artifact_id,
+                blob=row.blob,
+                attempts=row.attempts,
+                planned=row.planned,
+            )
+
+    def plan_event(
+        self,
+        event_id: str,
+        *,
+        gitops_repo: str,
+        writes: Sequence[PlannedWrite],
+        failures: Sequence[FailedEnvironment],
+    ) -> list[tuple[str, str]]:
+        """Record what an event will write; returns the (gitops repo, env) queues to drain.
+
+        Idempotent: a second call for a planned event changes nothing (I2).
+        """
+        now = _now()
+        with self.session() as session:
+            row = session.scalar(
+                select(EventRow).where(EventRow.id == event_id).with_for_update()
+            )
+            if row is None:
+                raise NotFound(f"event {event_id!r} does not exist")
+            if row.planned:
+                return []
+            for write in writes:
+                session.add(
+                    GitopsWriteRow(
+                        event_seq=row.seq,
+                        event_id=event_id,
+                        gitops_repo=gitops_repo,
+                        env=write.env,
+                        app=write.app,
+                        status=ResultStatus.PENDING.value,
+                        files=json.dumps(
+                            {name: content.decode() for name, content in write.files.items()}
+                        ),
+                        release=json.dumps(write.release.to_json()),
+                        created=now,
+                        updated=now,
+                    )
+                )
+            for failure in failures:
+                session.add(
+                    GitopsWriteRow(
+                        event_seq=row.seq,
+                        event_id=event_id,
+                        gitops_repo=gitops_repo,
+                        env=failure.env,
+                        app=failure.app,
+                        status=ResultStatus.FAILURE.value,
+                        status_desc=failure.reason,
+                        created=now,
+                        updated=now,
+                    )
+                )
+            row.planned = True
+            row.touched_at = now
+        self.finish_event_if_done(event_id)
+        return sorted({(gitops_repo, write.env) for write in writes})
+
+    def queues_of_event(self, event_id: str) -> list[tuple[str, str]]:
+        """The (gitops repo, env) queues still holding unfinished writes of an event."""
+        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
+        with self.session() as session:
+            rows = session.execute(
+                select(GitopsWriteRow.gitops_repo, GitopsWriteRow.env)
+                .where(GitopsWriteRow.event_id == event_id, GitopsWriteRow.status.in_(unfinished))
+                .distinct()
+            ).all()
+            return sorted((repo, env) for repo, env in rows)
+
+    def event_attempts(self, event_id: str) -> int:
+        """How often workers have claimed an event."""
+        with self.session() as session:
+            attempts = session.scalar(select(EventRow.attempts).where(EventRow.id == event_id))
+        if attempts is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        return attempts
+
+    def fail_event(self, event_id: str, reason: str) -> None:
+        """End an event in `error` that cannot be processed at all."""
+        with self.session() as session:
+            session.execute(
+                update(EventRow)
+                .where(EventRow.id == event_id, EventRow.status == EventStatus.NEW.value)
+                .values(status=EventStatus.ERROR.value, status_desc=reason, touched_at=_now())
+            )
+
+    def finish_event_if_done(self, event_id: str) -> None:
+        """Give a planned event its terminal status once every write has an outcome (I5)."""
+        with self.session() as session:
+            row = session.scalar(
+                select(EventRow).where(EventRow.id == event_id).with_for_update()
+            )
+            if row is None or not row.planned or row.status != EventStatus.NEW.value:
+                return
+            writes = session.scalars(
+                select(GitopsWriteRow).where(GitopsWriteRow.event_id == event_id)
+            ).all()
+            if any(not ResultStatus(w.status).terminal for w in writes):
+                return
+            failed = [w for w in writes if w.status == ResultStatus.FAILURE.value]
+            if failed:
+                row.status = EventStatus.ERROR.value
+                row.status_desc = "; ".join(f"{w.env}/{w.app}: {w.status_desc}" for w in failed)
+            else:
+                row.status = EventStatus.PROCESSED.value
+                row.status_desc = _summary(writes)
+            row.touched_at = _now()
+
+    def stale_events(self, *, older_than: float) -> list[str]:
+        """Events accepted but not yet planned and untouched since `older_than` (I1, I5)."""
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(EventRow.id)
+                    .where(
+                        EventRow.status == EventStatus.NEW.value,
+                        EventRow.planned.is_(False),
+                        EventRow.touched_at < older_than,
+                    )
+                    .order_by(EventRow.seq)
+                )
+            )
+
+    def stale_queues(self, *, older_than: float) -> list[tuple[str, str]]:
+        """(gitops repo, env) queues with a write not finished since `older_than`."""
+        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
+        with self.session() as session:
+            rows = session.execute(
+                select(GitopsWriteRow.gitops_repo, GitopsWriteRow.env)
+                .where(
+                    GitopsWriteRow.status.in_(unfinished),
+                    GitopsWriteRow.updated < older_than,
+                )
+                .distinct()
+            ).all()
+            return sorted((repo, env) for repo, env in rows)
+
+    # -- the GitOps write queue ----------------------------------------------
+
+    def unfinished_writes(self, gitops_repo: str, env: str) -> list[GitopsWrite]:
+        """The writes waiting for one environment, in acceptance order (I3)."""
+        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
+        with self.session() as session:
+            rows = session.scalars(
+                select(GitopsWriteRow)
+                .where(
+                    GitopsWriteRow.gitops_repo == gitops_repo,
+                    GitopsWriteRow.env == env,
+                    GitopsWriteRow.status.in_(unfinished),
+                )
+                .order_by(GitopsWriteRow.event_seq, GitopsWriteRow.id)
+            ).all()
+            return [_write_from_row(row) for row in rows]
+
+    def last_applied_seq(self, gitops_repo: str, env: str, app: str) -> int | None:
+        """The acceptance number of the newest event released to env/app, if any."""
+        applied = (ResultStatus.SUCCESS.value, ResultStatus.UNCHANGED.value)
+        with self.session() as session:
+            return session.scalar(
+                select(func.max(GitopsWriteRow.event_seq)).where(
+                    GitopsWriteRow.gitops_repo == gitops_repo,
+                    GitopsWriteRow.env == env,
+                    GitopsWriteRow.app == app,
+                    GitopsWriteRow.status.in_(applied),
+                )
+            )
+
+    def start_write(self, write_id: int, *, base_sha: str) -> None:
+        """Mark a write as being applied on top of `base_sha`, before anything is pushed."""
+        with self.session() as session:
+            session.execute(
+                update(GitopsWriteRow)
+                .where(GitopsWriteRow.id == write_id)
+                .values(status=ResultStatus.APPLYING.value, base_sha=base_sha, updated=_now())
+            )
+
+    def count_write_attempt(self, write_id: int) -> None:
+        """Count one more try at a write, for the retry budget of an unreachable remote."""
+        with self.session() as session:
+            session.execute(
+                update(GitopsWriteRow)
+                .where(GitopsWriteRow.id == write_id)
+                .values(attempts=GitopsWriteRow.attempts + 1, updated=_now())
+            )
+
+    def finish_write(
+        self, write_id: int, status: ResultStatus, *, commit_sha: str = "", desc: str = ""
+    ) -> None:
+        """Record a write's outcome and end its event when it was the last one."""
+        with self.session() as session:
+            row = session.get(GitopsWriteRow, write_id)
+            if row is None:
+                raise NotFound(f"gitops write {write_id} does not exist")
+            row.status = status.value
+            row.commit_sha = commit_sha
+            row.status_desc = desc
+            row.files = "{}"
+            row.updated = _now()
+            event_id = row.event_id
+        self.finish_event_if_done(event_id)
+
+    def touch_write(self, write_id: int) -> None:
+        """Note progress, so the sweep does not think a long write was abandoned."""
+        with self.session() as session:
+            session.execute(
+                update(GitopsWriteRow).where(GitopsWriteRow.id == write_id).values(updated=_now())
+            )
+
+    # -- users ---------------------------------------------------------------
+
+    def ensure_admin(self, token: str | None) -> str | None:
+        """Create the admin user at first start; returns its token when a new one was made.
+
+        With `token` given (GIMLETD_ADMIN_TOKEN) the admin's token is set to it on
+        every start, so operators can rotate it by restarting.
+        """
+        with self.session() as session:
+            row = session.scalar(select(UserRow).where(UserRow.login == ADMIN_LOGIN))
+            if row is not None:
+                if token is not None:
+                    row.token_hash = hash_token(token)
+                return None
+            issued = token or new_token()
+            session.add(
+                UserRow(
+                    login=ADMIN_LOGIN,
+                    token_hash=hash_token(issued),
+                    admin=True,
+                    created=int(_now()),
+                )
+            )
+            return issued if token is None else None
+
+    def rotate_admin_token(self) -> str:
+        """Issue a new admin token (for `gimletd up`, which prints it)."""
+        issued = new_token()
+        with self.session() as session:
+            session.execute(
+                update(UserRow)
+                .where(UserRow.login == ADMIN_LOGIN)
+                .values(token_hash=hash_token(issued))
+            )
+        return issued
+
+    def user_by_token(self, token: str) -> User | None:
+        with self.session() as session:
+            row = session.scalar(select(UserRow).where(UserRow.token_hash == hash_token(token)))
+            return None if row is None else User(login=row.login, admin=row.admin)
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _summary(writes: Sequence[GitopsWriteRow]) -> str:
+    if not writes:
+        return "no environment's deploy policy matched"
+    return "; ".join(f"{w.env}/{w.app}: {w.status}" for w in writes)
+
+
+def _write_from_row(row: GitopsWriteRow) -> GitopsWrite:
+    files: dict[str, str] = json.loads(row.files)
+    return GitopsWrite(
+        id=row.id,
+        event_id=row.event_id,
+        event_seq=row.event_seq,
+        gitops_repo=row.gitops_repo,
+        env=row.env,
+        app=row.app,
+        status=ResultStatus(row.status),
+        files={name: content.encode() for name, content in files.items()},
+        release=Release.model_validate_json(row.release),
+        base_sha=row.base_sha,
+        commit_sha=row.commit_sha,
+        attempts=row.attempts,
+    )
+
+
+def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
+    results = [
+        Result(
+            app=w.app,
+            env=w.env,
+            hash=w.commit_sha,
+            status=ResultStatus(w.status),
+            statusDesc=w.status_desc,
+        )
+        for w in writes
+    ]
+    return Event(
+        id=row.id,
+        created=row.created,
+        type=EventType(row.type),
+        status=EventStatus(row.status),
+        statusDesc=row.status_desc,
+        repository=row.repository,
+        branch=row.branch,
+        event=row.event,
+        sourceBranch=row.source_branch,
+        targetBranch=row.target_branch,
+        tag=row.tag,
+        sha=row.sha,
+        artifactID=row.artifact_id,
+        triggeredBy=row.triggered_by,
+        gitopsHashes=[
+            GitopsHash(hash=w.commit_sha, env=w.env, app=w.app)
+            for w in writes
+            if w.commit_sha and w.status == ResultStatus.SUCCESS.value
+        ],
+        results=results,
+    )

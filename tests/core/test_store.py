@@ -1,0 +1,180 @@
+"""The store on SQLite and PostgreSQL: artifacts, events, GitOps writes, users, migrations."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from gimletd.errors import NotFound
+from gimletd.models import Artifact, EventStatus, Release, ResultStatus
+from gimletd.store import ArtifactFilter, Base, FailedEnvironment, PlannedWrite, Store
+
+
+def make_artifact(fixtures_dir: Path, **version: str) -> Artifact:
+    data = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
+    data["version"].update(version)
+    return Artifact.model_validate(data)
+
+
+def planned(env: str, app: str, artifact_id: str = "a") -> PlannedWrite:
+    release = Release(app=app, env=env, artifactId=artifact_id, triggeredBy="policy")
+    return PlannedWrite(env, app, {"deployment-x.yaml": b"kind: Deployment\n"}, release)
+
+
+def test_migrations_create_the_schema_of_the_models(any_store: Store) -> None:
+    """Alembic's head and the SQLAlchemy models describe the same schema."""
+    with any_store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_migrating_twice_is_harmless(any_store: Store) -> None:
+    any_store.migrate()
+    any_store.ping()
+
+
+def test_an_artifact_gets_an_id_a_created_time_and_an_event(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    """The id is `<repositoryName>-<uuid4>` as in the original, stored with its event (I1)."""
+    stored, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    assert stored.id.startswith("mycompany/frontend-")
+    assert len(stored.id) == len("mycompany/frontend-") + 36
+    assert abs(stored.created - time.time()) < 5
+    assert any_store.artifact(stored.id) == stored
+    assert event.status is EventStatus.NEW
+    assert event.artifact_id == stored.id
+    assert event.repository == "mycompany/frontend"
+    assert event.triggered_by == "ci"
+
+
+def test_artifacts_are_filtered_like_the_original(any_store: Store, fixtures_dir: Path) -> None:
+    main, _ = any_store.create_artifact(
+        make_artifact(fixtures_dir, branch="main", event="push", sha="1" * 40), triggered_by="ci"
+    )
+    feature, _ = any_store.create_artifact(
+        make_artifact(fixtures_dir, branch="feature", event="pr", sha="2" * 40), triggered_by="ci"
+    )
+    ids = lambda **kw: [a.id for a in any_store.artifacts(ArtifactFilter(**kw))]  # noqa: E731
+    assert set(ids()) == {main.id, feature.id}
+    assert ids(branch="main") == [main.id]
+    assert ids(event="pr") == [feature.id]
+    assert set(ids(shas=["1" * 40, "2" * 40])) == {main.id, feature.id}
+    assert ids(repository="other/repo") == []
+    assert len(ids(limit=1)) == 1
+    assert len(ids(limit=1, offset=1)) == 1
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert ids(since=future) == []
+    assert set(ids(until=future)) == {main.id, feature.id}
+
+
+def test_unknown_ids_are_not_found(any_store: Store) -> None:
+    with pytest.raises(NotFound):
+        any_store.artifact("nope")
+    with pytest.raises(NotFound):
+        any_store.event("nope")
+
+
+def test_planning_twice_writes_once(any_store: Store, fixtures_dir: Path) -> None:
+    """A redelivered policy task cannot plan a second set of writes (I2)."""
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    first = any_store.plan_event(
+        event.id, gitops_repo="repo", writes=[planned("staging", "frontend")], failures=[]
+    )
+    second = any_store.plan_event(
+        event.id, gitops_repo="repo", writes=[planned("staging", "frontend")], failures=[]
+    )
+    assert first == [("repo", "staging")]
+    assert second == []
+    assert len(any_store.unfinished_writes("repo", "staging")) == 1
+
+
+def test_an_event_ends_when_its_last_write_ends(any_store: Store, fixtures_dir: Path) -> None:
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.plan_event(
+        event.id,
+        gitops_repo="repo",
+        writes=[planned("staging", "frontend"), planned("prod", "frontend")],
+        failures=[],
+    )
+    staging, prod = (any_store.unfinished_writes("repo", env)[0] for env in ("staging", "prod"))
+    any_store.finish_write(staging.id, ResultStatus.SUCCESS, commit_sha="a" * 40)
+    assert any_store.event(event.id).status is EventStatus.NEW
+    any_store.finish_write(prod.id, ResultStatus.SUCCESS, commit_sha="b" * 40)
+    done = any_store.event(event.id)
+    assert done.status is EventStatus.PROCESSED
+    assert [h.hash for h in done.gitops_hashes] == ["a" * 40, "b" * 40]
+    assert any_store.last_applied_seq("repo", "staging", "frontend") is not None
+
+
+def test_a_failed_environment_makes_the_event_an_error_naming_it(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.plan_event(
+        event.id,
+        gitops_repo="repo",
+        writes=[],
+        failures=[FailedEnvironment("preview", "web", "variable BRANCH is not set")],
+    )
+    done = any_store.event(event.id)
+    assert done.status is EventStatus.ERROR
+    assert "preview/web: variable BRANCH is not set" in done.status_desc
+
+
+def test_an_event_without_matching_policies_is_processed(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.plan_event(event.id, gitops_repo="repo", writes=[], failures=[])
+    assert any_store.event(event.id).status is EventStatus.PROCESSED
+
+
+def test_stale_events_and_queues_are_found_for_the_sweep(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    _, waiting = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    _, planned_event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.plan_event(
+        planned_event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
+    )
+    later = time.time() + 60
+    assert any_store.stale_events(older_than=later) == [waiting.id]
+    assert any_store.stale_queues(older_than=later) == [("repo", "staging")]
+    assert any_store.stale_events(older_than=time.time() - 60) == []
+
+
+def test_claiming_counts_attempts_and_skips_finished_events(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    claim = any_store.claim_event(event.id)
+    assert claim is not None and claim.attempts == 1
+    any_store.fail_event(event.id, "broken")
+    assert any_store.claim_event(event.id) is None
+    assert any_store.event_attempts(event.id) == 1
+
+
+def test_the_admin_is_created_once_and_tokens_are_stored_hashed(any_store: Store) -> None:
+    issued = any_store.ensure_admin(None)
+    assert issued is not None
+    assert any_store.ensure_admin(None) is None
+    user = any_store.user_by_token(issued)
+    assert user is not None and user.admin and user.login == "admin"
+    assert any_store.user_by_token("wrong") is None
+    with any_store.engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT token_hash FROM users").scalar_one()
+    assert issued not in stored
+
+
+def test_a_configured_admin_token_replaces_the_old_one(any_store: Store) -> None:
+    old = any_store.ensure_admin(None)
+    assert any_store.ensure_admin("configured-token") is None
+    assert any_store.user_by_token("configured-token") is not None
+    assert old is not None and any_store.user_by_token(old) is None
