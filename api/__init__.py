@@ -1,0 +1,50 @@
+"""GimletD's HTTP API: a thin Flask app that validates, authenticates, stores and enqueues.
+
+No git work and no rendering happen here; the workers do that.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from api import artifacts, errors, events, health
+from api.enqueue import Enqueuer
+from api.services import Services
+from gimletd.logs import configure_logging
+from gimletd.settings import Settings
+from gimletd.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API for `settings` (from the environment when not given)."""
+    settings = settings or Settings()
+    configure_logging(development=settings.development)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    store = Store(settings.resolved_database_url)
+    store.migrate()
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    issued = store.ensure_admin(admin_token)
+    if issued is not None:
+        if settings.print_admin_token:
+            print(f"Admin token: {issued}", flush=True)
+        else:
+            log.warning(
+                "created the admin user; its token was not printed: set PRINT_ADMIN_TOKEN=true "
+                "or GIMLETD_ADMIN_TOKEN to know it"
+            )
+
+    app.extensions["gimletd"] = Services(
+        settings=settings, store=store, enqueuer=Enqueuer(settings.resolved_redis_url)
+    )
+    errors.register(app)
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(artifacts.blueprint)
+    app.register_blueprint(events.blueprint)
+    return app

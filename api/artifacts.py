@@ -1,0 +1,80 @@
+"""`/api/artifact` and `/api/artifacts`: CI pushes artifacts, people list them."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import ValidationError
+
+from api.auth import authenticate, current_user
+from api.errors import ApiError
+from api.query import int_param, text_param, time_param
+from api.services import services
+from gimletd.errors import PolicyError
+from gimletd.models import Artifact, GitEvent
+from gimletd.policy import check_cleanup_policy, check_deploy_policy
+from gimletd.store import MAX_LIST_LIMIT, ArtifactFilter
+
+blueprint = Blueprint("artifacts", __name__, url_prefix="/api")
+blueprint.before_request(authenticate)
+
+DEFAULT_ARTIFACT_LIMIT = 10
+
+
+@blueprint.post("/artifact")
+def save_artifact() -> tuple[Response, int]:
+    """Store an artifact and its event, then enqueue the event.
+
+    Answers 201 once both are in the database (I1), whether or not the queue
+    took the event: the sweep enqueues what the queue missed.
+    """
+    artifact = parse_artifact(request.get_data(cache=False))
+    stored, event = services().store.create_artifact(artifact, triggered_by=current_user().login)
+    services().enqueuer.process_event(event.id)
+    return jsonify({**stored.to_json(), "eventId": event.id}), 201
+
+
+def parse_artifact(body: bytes) -> Artifact:
+    """Validate an artifact: JSON shape, names, and policies.
+
+    :raise 400: when the body is empty or not JSON.
+    :raise 422: when a field is invalid; the message names it.
+    """
+    if not body.strip():
+        raise ApiError(400, "the request body is empty: send the artifact as JSON")
+    try:
+        artifact = Artifact.model_validate_json(body)
+    except ValidationError as exc:
+        invalid_json = [e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
+        if invalid_json:
+            raise ApiError(400, f"the body is not valid JSON: {invalid_json[0]['msg']}") from exc
+        raise
+    if not artifact.version.repository_name:
+        raise ApiError(422, "version.repositoryName is required: it names the artifact")
+    for index, manifest in enumerate(artifact.environments):
+        where = f"environments[{index}] ({manifest.env}/{manifest.app})"
+        try:
+            check_deploy_policy(manifest.deploy)
+            check_cleanup_policy(manifest.cleanup)
+        except PolicyError as exc:
+            raise ApiError(422, f"{where}: {exc}") from exc
+    return artifact
+
+
+@blueprint.get("/artifacts")
+def list_artifacts() -> Response:
+    """Artifacts newest first, with the Go original's filters."""
+    event = text_param("event")
+    if event is not None and event not in {e.value for e in GitEvent}:
+        raise ApiError(400, f"query parameter 'event' must be push, tag or pr, not {event!r}")
+    query = ArtifactFilter(
+        repository=text_param("repository") or text_param("app"),
+        branch=text_param("branch"),
+        event=event,
+        source_branch=text_param("sourceBranch"),
+        shas=request.args.getlist("sha"),
+        limit=int_param("limit", default=DEFAULT_ARTIFACT_LIMIT, minimum=1, maximum=MAX_LIST_LIMIT),
+        offset=int_param("offset", default=0, minimum=0, maximum=10_000_000),
+        since=time_param("since"),
+        until=time_param("until"),
+    )
+    return jsonify([artifact.to_json() for artifact in services().store.artifacts(query)])

@@ -1,0 +1,24 @@
+"""What a request handler may use: settings, the store and the enqueuer of this app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from api.enqueue import Enqueuer
+from gimletd.settings import Settings
+from gimletd.store import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: Store
+    enqueuer: Enqueuer
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    found: Services = current_app.extensions["gimletd"]
+    return found
