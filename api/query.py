@@ -9,9 +9,7 @@ from flask import request
 
 from api.errors import ApiError
 
-RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 UNENCODED_PLUS = re.compile(r"\d \d{2}:\d{2}$")
 
@@ -37,7 +35,9 @@ def int_param(name: str, *, default: int, minimum: int, maximum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be a whole number, not {raw!r}") from None
+        raise ApiError(
+            400, f"query parameter {name!r} must be a whole number, not {raw!r}"
+        ) from None
     if not minimum <= value <= maximum:
         raise ApiError(400, f"query parameter {name!r} must be between {minimum} and {maximum}")
     return value

@@ -405,9 +405,7 @@ class Store:
     def claim_event(self, event_id: str) -> EventClaim | None:
         """Count one more attempt at an unfinished event; None when it is already terminal."""
         with self.session() as session:
-            row = session.scalar(
-                select(EventRow).where(EventRow.id == event_id).with_for_update()
-            )
+            row = session.scalar(select(EventRow).where(EventRow.id == event_id).with_for_update())
             if row is None:
                 raise NotFound(f"event {event_id!r} does not exist")
             if row.status != EventStatus.NEW.value:
@@ -438,9 +436,7 @@ class Store:
         """
         now = _now()
         with self.session() as session:
-            row = session.scalar(
-                select(EventRow).where(EventRow.id == event_id).with_for_update()
-            )
+            row = session.scalar(select(EventRow).where(EventRow.id == event_id).with_for_update())
             if row is None:
                 raise NotFound(f"event {event_id!r} does not exist")
             if row.planned:
@@ -512,9 +508,7 @@ class Store:
     def finish_event_if_done(self, event_id: str) -> None:
         """Give a planned event its terminal status once every write has an outcome (I5)."""
         with self.session() as session:
-            row = session.scalar(
-                select(EventRow).where(EventRow.id == event_id).with_for_update()
-            )
+            row = session.scalar(select(EventRow).where(EventRow.id == event_id).with_for_update())
             if row is None or not row.planned or row.status != EventStatus.NEW.value:
                 return
             writes = session.scalars(

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from pytest_redis.executor import RedisExecutor
 
+from api import create_app
 from gimletd.gitops.repository import init_bare
 from gimletd.settings import Settings
 from gimletd.store import Store
@@ -19,6 +22,8 @@ from gimletd.store import Store
 pytest_plugins = ["tests.support.databases", "tests.support.processes"]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +65,7 @@ def settings(tmp_path: Path, gitops_remote: Path, redis_url: str) -> Settings:
         data_dir=tmp_path / "data",
         gitops_repo=str(gitops_remote),
         redis_url=redis_url,
-        admin_token="test-admin-token",
+        admin_token=ADMIN_TOKEN,
         sweep_interval=1.0,
         stale_after=2.0,
     )
@@ -72,3 +77,16 @@ def store(settings: Settings) -> Iterator[Store]:
     store.migrate()
     yield store
     store.close()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    """The API on the test's settings."""
+    app = create_app(settings)
+    yield app
+    app.extensions["gimletd"].store.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -198,9 +198,7 @@ class GitopsRepository:
                 return WriteResult(WriteOutcome.UNCHANGED, head)
             signature = pygit2.Signature(*self._signature)
             parents = [pygit2.Oid(hex=head)] if head else []
-            commit = self._repo.create_commit(
-                None, signature, signature, message, tree_id, parents
-            )
+            commit = self._repo.create_commit(None, signature, signature, message, tree_id, parents)
         self._push(str(commit))
         return WriteResult(WriteOutcome.COMMITTED, str(commit))
 
@@ -226,7 +224,9 @@ class GitopsRepository:
         env_tree = _subtree(self._repo, base, change.env)
         app_builder = self._repo.TreeBuilder()
         for name in sorted(change.files):
-            app_builder.insert(name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB)
+            app_builder.insert(
+                name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB
+            )
         env_builder = self._repo.TreeBuilder(env_tree) if env_tree else self._repo.TreeBuilder()
         env_builder.insert(change.app, app_builder.write(), pygit2.GIT_FILEMODE_TREE)
         for name, content in sorted(change.env_files.items()):

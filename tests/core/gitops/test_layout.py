@@ -20,7 +20,7 @@ def release(**overrides: str) -> Release:
     [("../etc", "x"), ("prod/x", "y"), ("staging", ""), ("Staging", "web"), ("staging", "a..b")],
 )
 def test_app_dir_refuses_names_that_are_not_labels(env: str, app: str) -> None:
-    with pytest.raises(ValueError, match="DNS-1123|must not be empty"):
+    with pytest.raises(ValueError, match=r"DNS-1123|must not be empty"):
         layout.app_dir(env, app)
 
 

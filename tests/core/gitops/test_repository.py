@@ -41,16 +41,17 @@ def test_first_write_to_an_empty_remote_creates_the_branch(
     assert repo.fetch() is None
     result = repo.write(change(), "first", head=None)
     assert result.outcome is WriteOutcome.COMMITTED
-    assert remote_files(gitops_remote) == {"staging/frontend/deployment.yaml", "staging/release.json"}
+    assert remote_files(gitops_remote) == {
+        "staging/frontend/deployment.yaml",
+        "staging/release.json",
+    }
 
 
 def test_a_write_replaces_the_app_directory_and_keeps_everything_else(
     gitops_remote: Path, tmp_path: Path
 ) -> None:
     repo = clone(gitops_remote, tmp_path)
-    repo.write(
-        AppChange("staging", "frontend", {"old.yaml": b"x\n"}, {}), "one", head=repo.fetch()
-    )
+    repo.write(AppChange("staging", "frontend", {"old.yaml": b"x\n"}, {}), "one", head=repo.fetch())
     repo.write(change("staging", "backend"), "two", head=repo.fetch())
     repo.write(change("prod", "frontend"), "three", head=repo.fetch())
     repo.write(change("staging", "frontend"), "four", head=repo.fetch())
@@ -124,5 +125,5 @@ def test_file_urls_work_like_paths(gitops_remote: Path, tmp_path: Path) -> None:
 
 
 def test_an_unreachable_remote_is_a_gitops_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(GitOpsError, match="missing.git"):
+    with pytest.raises(GitOpsError, match=r"missing\.git"):
         clone(tmp_path / "missing.git", tmp_path)
