@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from api import create_app
 from gimletd.models import EventStatus
 from gimletd.settings import Settings
-from tests.api.conftest import ADMIN
+from tests.conftest import ADMIN
 
 ARTIFACT_ID = re.compile(r"^mycompany/frontend-[0-9a-f-]{36}$")
 

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from api import create_app
 from gimletd.settings import Settings
-from tests.api.conftest import ADMIN
+from tests.conftest import ADMIN
 
 
 def test_an_event_is_found_by_id_and_by_artifact(client: FlaskClient, fixtures_dir: Path) -> None:
