@@ -7,6 +7,13 @@ pushes the commit without force. When the remote moved on in between, the push
 is rejected and the same change is rebuilt on the new head (I4: foreign commits
 survive).
 
+A remote on a local path (or `file://`) is pushed to by writing the new objects
+into it and moving its branch in a reference transaction that checks the old
+value under git's own ref lock. libgit2's local transport checks fast-forward
+only when it connects and then force-writes the ref, so two concurrent pushes
+could both "succeed" and one commit would be lost; network remotes have
+receive-pack do the same compare-and-swap on the server.
+
 This is the only module that uses pygit2 for the GitOps repository, and it
 translates pygit2's errors: a refused push is `PushRejected`, anything else
 `GitOpsError`, both retryable.
@@ -67,7 +74,7 @@ class AppChange:
     env_files: Mapping[str, bytes]
 
 
-class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]
+class _Callbacks(pygit2.RemoteCallbacks):
     """Credentials for the remote, and a record of a push the remote refused."""
 
     def __init__(self, credentials: Credentials) -> None:
@@ -75,7 +82,9 @@ class _Callbacks(pygit2.RemoteCallbacks):  # type: ignore[misc]
         self._credentials = credentials
         self.rejected: str | None = None
 
-    def credentials(self, url: str, username_from_url: str | None, allowed_types: int) -> object:
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: int
+    ) -> pygit2.Username | pygit2.UserPass | pygit2.Keypair:
         if self._credentials.deploy_key_path is not None:
             key = str(self._credentials.deploy_key_path)
             public = f"{key}.pub" if os.path.exists(f"{key}.pub") else None
@@ -123,6 +132,7 @@ class GitopsRepository:
         self._signature = (author_name, author_email)
         slug = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.path = cache_dir / slug / f"{_safe(clone_name)}.git"
+        self._local_remote = _local_path(url)
         self._repo = self._open_clone()
         self.branch = branch or self._remote_default_branch()
         self._tracking_ref = f"refs/gimletd/remote/{self.branch}"
@@ -158,11 +168,12 @@ class GitopsRepository:
                 return {}
             if not isinstance(sub, pygit2.Tree):
                 return {}
-            return {
-                entry.name: self._repo[entry.id].data
-                for entry in sub
-                if entry.type_str == "blob" and entry.name is not None
-            }
+            files = {}
+            for entry in sub:
+                blob = self._repo[entry.id]
+                if isinstance(blob, pygit2.Blob) and entry.name is not None:
+                    files[entry.name] = blob.data
+            return files
 
     def find_commit(
         self, head: str, *, since: str | None, matches: Callable[[str], bool]
@@ -199,8 +210,31 @@ class GitopsRepository:
             signature = pygit2.Signature(*self._signature)
             parents = [pygit2.Oid(hex=head)] if head else []
             commit = self._repo.create_commit(None, signature, signature, message, tree_id, parents)
-        self._push(str(commit))
+        if self._local_remote is not None:
+            self._push_local(self._local_remote, str(commit), expected=head)
+        else:
+            self._push(str(commit))
+        self._repo.references.create(self._tracking_ref, commit, force=True)
         return WriteResult(WriteOutcome.COMMITTED, str(commit))
+
+    def _push_local(self, remote_path: Path, commit: str, *, expected: str | None) -> None:
+        """Copy the new objects into a remote on disk and compare-and-swap its branch."""
+        ref = f"refs/heads/{self.branch}"
+        with self._git_errors("push to"):
+            remote = pygit2.Repository(str(remote_path))
+            _copy_missing_objects(self._repo, remote, pygit2.Oid(hex=commit))
+            with remote.transaction() as transaction:
+                try:
+                    transaction.lock_ref(ref)
+                except pygit2.GitError as exc:
+                    raise PushRejected(f"{ref} of {self.url} is being updated: {exc}") from exc
+                current = remote.references.get(ref)
+                current_sha = None if current is None else str(current.target)
+                if current_sha != expected:
+                    raise PushRejected(
+                        f"push to {self.url} was rejected: {ref} moved to {current_sha}"
+                    )
+                transaction.set_target(ref, commit, message="push by GimletD")
 
     def _push(self, commit: str) -> None:
         temp_ref = f"refs/gimletd/push/{uuid.uuid4().hex}"
@@ -217,7 +251,6 @@ class GitopsRepository:
                 self._repo.references.delete(temp_ref)
         if callbacks.rejected is not None:
             raise PushRejected(f"push to {self.url} was rejected: {callbacks.rejected}")
-        self._repo.references.create(self._tracking_ref, pygit2.Oid(hex=commit), force=True)
 
     def _build_tree(self, base: pygit2.Tree | None, change: AppChange) -> pygit2.Oid:
         """The root tree with `<env>/<app>/` replaced and the env-level files set."""
@@ -280,6 +313,38 @@ def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> py
         return None
     sub = repo[entry.id]
     return sub if isinstance(sub, pygit2.Tree) else None
+
+
+def _local_path(url: str) -> Path | None:
+    """The directory of a remote given as a path or `file://` URL; None for network remotes."""
+    if url.startswith("file://"):
+        return Path(url.removeprefix("file://"))
+    if "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url):
+        return None
+    return Path(url)
+
+
+def _copy_missing_objects(
+    source: pygit2.Repository, target: pygit2.Repository, commit: pygit2.Oid
+) -> None:
+    """Write `commit` and the trees and blobs it adds into `target`, parents first."""
+    pending = [commit]
+    seen: set[pygit2.Oid] = set()
+    objects: list[pygit2.Object] = []
+    while pending:
+        oid = pending.pop()
+        if oid in seen or oid in target:
+            continue
+        seen.add(oid)
+        obj = source[oid]
+        objects.append(obj)
+        if isinstance(obj, pygit2.Commit):
+            pending.append(obj.tree_id)
+        elif isinstance(obj, pygit2.Tree):
+            # Submodule entries point at commits of another repository: nothing to copy.
+            pending.extend(e.id for e in obj if e.filemode != pygit2.GIT_FILEMODE_COMMIT)
+    for obj in reversed(objects):
+        target.odb.write(obj.type, obj.read_raw())
 
 
 def _is_rejection(message: str) -> bool:
