@@ -9,7 +9,6 @@ read the environment themselves.
 
 from __future__ import annotations
 
-import enum
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,18 +16,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gimletd.rendering import RenderEngine
+
 DEFAULT_DATA_DIR = Path(".gimletd")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PORT = 8888
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 GITHUB_SHORTHAND = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-
-
-class RenderEngine(enum.StrEnum):
-    """How manifests are produced: by Helm in process, or as Flux HelmReleases."""
-
-    HELM = "helm"
-    FLUX = "flux"
 
 
 class Settings(BaseSettings):

@@ -723,7 +723,7 @@ def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
             env=w.env,
             hash=w.commit_sha,
             status=ResultStatus(w.status),
-            statusDesc=w.status_desc,
+            status_desc=w.status_desc,
         )
         for w in writes
     ]
@@ -732,17 +732,17 @@ def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
         created=row.created,
         type=EventType(row.type),
         status=EventStatus(row.status),
-        statusDesc=row.status_desc,
+        status_desc=row.status_desc,
         repository=row.repository,
         branch=row.branch,
         event=row.event,
-        sourceBranch=row.source_branch,
-        targetBranch=row.target_branch,
+        source_branch=row.source_branch,
+        target_branch=row.target_branch,
         tag=row.tag,
         sha=row.sha,
-        artifactID=row.artifact_id,
-        triggeredBy=row.triggered_by,
-        gitopsHashes=[
+        artifact_id=row.artifact_id,
+        triggered_by=row.triggered_by,
+        gitops_hashes=[
             GitopsHash(hash=w.commit_sha, env=w.env, app=w.app)
             for w in writes
             if w.commit_sha and w.status == ResultStatus.SUCCESS.value

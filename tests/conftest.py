@@ -19,7 +19,11 @@ from gimletd.gitops.repository import init_bare
 from gimletd.settings import Settings
 from gimletd.store import Store
 
-pytest_plugins = ["tests.support.databases", "tests.support.processes"]
+pytest_plugins = [
+    "tests.support.charts",
+    "tests.support.databases",
+    "tests.support.processes",
+]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ADMIN_TOKEN = "test-admin-token"

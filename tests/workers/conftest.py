@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import ADMIN
+
+EVENT_TIMEOUT = 90.0
+
+
+@pytest.fixture
+def artifact(fixtures_dir: Path, chart_repo_url: str) -> dict[str, Any]:
+    """The restored seed artifact with its charts pointed at the local chart repository."""
+    data: dict[str, Any] = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
+    for environment in data["environments"]:
+        environment["chart"]["repository"] = chart_repo_url
+    return data
+
+
+def post_artifact(client: FlaskClient, artifact: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/api/artifact", json=artifact, headers=ADMIN)
+    assert response.status_code == 201, response.json
+    body: dict[str, Any] = response.json
+    return body
+
+
+def wait_for_event(client: FlaskClient, event_id: str, timeout: float = EVENT_TIMEOUT) -> Any:
+    """Poll `GET /api/event` until the event is terminal, as the original's CLI does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event = client.get(f"/api/event?id={event_id}", headers=ADMIN).json
+        if event["status"] != "new":
+            return event
+        if time.monotonic() > deadline:
+            raise AssertionError(f"event {event_id} still new after {timeout}s: {event}")
+        time.sleep(0.2)

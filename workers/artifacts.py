@@ -1,0 +1,62 @@
+"""Policy matching: an artifact event becomes one planned GitOps write per matching environment."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from celery import Task
+
+from gimletd.errors import StoreUnavailable
+from gimletd.gitops.layout import POLICY_TRIGGER
+from gimletd.models import EventType
+from gimletd.release import plan_artifact
+from workers import context
+from workers.celery import app
+from workers.gitops import queue_drains
+
+log = logging.getLogger(__name__)
+
+#: Tries at fetching a chart before the environment is recorded as failed.
+CHART_FETCH_ATTEMPTS = 3
+
+
+@app.task(
+    bind=True,
+    name="gimletd.artifacts.process",
+    acks_late=True,
+    autoretry_for=(StoreUnavailable,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=None,
+)
+def process(self: Task, event_id: str) -> None:
+    """Plan the writes of an artifact event and queue them on their environments."""
+    store = context.store()
+    claim = store.claim_event(event_id)
+    if claim is None:
+        return  # already finished: a redelivery
+    if claim.planned:
+        queue_drains(store.queues_of_event(event_id))
+        return
+    if claim.type is not EventType.ARTIFACT:
+        store.fail_event(event_id, f"event type {claim.type.value} is not handled by this worker")
+        return
+    gitops_repo = context.gitops_repo().url
+    plan = plan_artifact(
+        store.artifact(claim.artifact_id),
+        event_id=event_id,
+        triggered_by=POLICY_TRIGGER,
+        gitops_repo=gitops_repo,
+        render=context.renderer(),
+        now=time.time(),
+    )
+    if plan.retryable and self.request.retries < CHART_FETCH_ATTEMPTS - 1:
+        log.warning(
+            "event %s: %s; retrying", event_id, plan.retryable[0], extra={"event_id": event_id}
+        )
+        raise self.retry(countdown=2 ** (self.request.retries + 1), exc=plan.retryable[0])
+    queues = store.plan_event(
+        event_id, gitops_repo=gitops_repo, writes=plan.writes, failures=plan.failures
+    )
+    queue_drains(queues)

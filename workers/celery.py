@@ -1,0 +1,60 @@
+"""The Celery app, configured from `Settings`; tasks live in their own modules."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import celeryd_after_setup, worker_init, worker_process_init
+
+from gimletd.logs import configure_logging
+from gimletd.settings import Settings
+from gimletd.store import Store
+from workers import context
+
+settings = Settings()
+
+app = Celery(
+    "gimletd",
+    broker=settings.resolved_redis_url,
+    include=["workers.artifacts", "workers.gitops", "workers.sweep"],
+)
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    # Acknowledge after the task ran, so a killed worker's task is delivered again (I2 keeps
+    # the second run harmless), and take one task at a time so none waits behind a slow one.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": 600},
+    worker_hijack_root_logger=False,
+    beat_schedule={
+        "sweep-unfinished-events": {
+            "task": "gimletd.sweep",
+            "schedule": settings.sweep_interval,
+        }
+    },
+)
+
+
+@celeryd_after_setup.connect
+def _remember_node_name(sender: str, **_: object) -> None:
+    context.node_name = sender
+
+
+@worker_init.connect
+def _migrate_database(**_: object) -> None:
+    """Bring the schema up to date before any task runs (the API does the same)."""
+    store = Store(settings.resolved_database_url)
+    store.migrate()
+    store.close()
+
+
+@worker_process_init.connect
+def _fresh_process_state(**_: object) -> None:
+    """Connections opened before the fork must not be shared with the child."""
+    context.reset()
+
+
+configure_logging(development=settings.development)
