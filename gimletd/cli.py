@@ -84,6 +84,8 @@ def up(port: int | None) -> None:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, GIMLETD_DATA_DIR=str(data_dir))
+    # A local install may render charts from directories on this machine.
+    env.setdefault("CHART_ALLOW_LOCAL", "true")
     if port is not None:
         env["PORT"] = str(port)
     api_port = port or settings.port

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # Rendering
     renderer: RenderEngine = Field(default=RenderEngine.HELM, validation_alias="RENDERER")
     chart_cache_path: Path | None = Field(default=None, validation_alias="CHART_CACHE_PATH")
+    chart_refresh_seconds: float = Field(
+        default=300.0, ge=0, validation_alias="CHART_REFRESH_SECONDS"
+    )
+    chart_allow_local: bool = Field(default=False, validation_alias="CHART_ALLOW_LOCAL")
+    chart_ssh_key_path: Path | None = Field(default=None, validation_alias="CHART_SSH_KEY_PATH")
 
     # Recovery of unfinished work
     sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")
@@ -110,6 +115,11 @@ class Settings(BaseSettings):
     @property
     def resolved_chart_cache_path(self) -> Path:
         return (self.chart_cache_path or self.data_dir / "charts").resolve()
+
+    @property
+    def helm_home(self) -> Path:
+        """Where the Helm engine keeps its own caches, instead of the user's home."""
+        return (self.data_dir / "helm").resolve()
 
 
 def sqlalchemy_url(url: str) -> str:

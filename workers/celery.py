@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 from celery.signals import celeryd_after_setup, worker_init, worker_process_init
 
@@ -11,6 +13,11 @@ from gimletd.store import Store
 from workers import context
 
 settings = Settings()
+
+# The Helm engine reads these when it loads: keep its caches in the data directory.
+for _variable, _subdir in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
+                           ("HELM_DATA_HOME", "data")):  # fmt: skip
+    os.environ.setdefault(_variable, str(settings.helm_home / _subdir))
 
 app = Celery(
     "gimletd",

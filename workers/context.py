@@ -45,7 +45,13 @@ def redis_client() -> redis.Redis:
 
 @functools.cache
 def charts() -> CachingChartLoader:
-    return CachingChartLoader(settings().resolved_chart_cache_path)
+    config = settings()
+    return CachingChartLoader(
+        config.resolved_chart_cache_path,
+        refresh_seconds=config.chart_refresh_seconds,
+        allow_local=config.chart_allow_local,
+        ssh_key_path=config.chart_ssh_key_path,
+    )
 
 
 @functools.cache

@@ -1,0 +1,194 @@
+"""The release use cases against a real store and a bare remote, without Celery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gimletd.errors import GitOpsError, TemplateError
+from gimletd.gitops.repository import GitopsRepository
+from gimletd.models import Artifact, Manifest, Release, ResultStatus
+from gimletd.release import apply_queue, plan_artifact
+from gimletd.store import PlannedWrite, Store
+from tests.support import gitops
+
+
+def seed_artifact(fixtures_dir: Path, **version: str) -> Artifact:
+    data = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
+    data["version"].update(version)
+    data["id"] = "mycompany/frontend-1"
+    return Artifact.model_validate(data)
+
+
+def fake_render(manifest: Manifest) -> dict[str, bytes]:
+    """Stands in for Helm here: the files name what was asked for."""
+    image = manifest.values.get("image", {})
+    return {f"deployment-{manifest.app}.yaml": f"image: {image}\n".encode()}
+
+
+def test_only_environments_whose_policy_matches_are_planned(fixtures_dir: Path) -> None:
+    plan = plan_artifact(
+        seed_artifact(fixtures_dir, branch="main", event="push"),
+        event_id="e1",
+        triggered_by="policy",
+        gitops_repo="repo",
+        render=fake_render,
+        now=0,
+    )
+    assert [(w.env, w.app) for w in plan.writes] == [("staging", "frontend")]
+    assert plan.failures == []
+    assert plan.writes[0].release.artifact_id == "mycompany/frontend-1"
+    assert (
+        b"deae5dbaf237766240181fa397e923d3c5253112"
+        in plan.writes[0].files["deployment-frontend.yaml"]
+    )
+
+
+def test_a_failing_environment_is_recorded_and_the_others_planned(fixtures_dir: Path) -> None:
+    artifact = seed_artifact(fixtures_dir, branch="main", event="push")
+    broken = artifact.environments[0].model_copy(
+        update={"env": "production", "values": {"image": {"tag": "{{ .NOPE }}"}}}
+    )
+    artifact.environments.append(broken)
+    plan = plan_artifact(
+        artifact, event_id="e1", triggered_by="policy", gitops_repo="r", render=fake_render, now=0
+    )
+    assert [w.env for w in plan.writes] == ["staging"]
+    [failure] = plan.failures
+    assert failure.env == "production"
+    assert "NOPE" in failure.reason
+
+
+def test_template_errors_surface_as_template_errors(fixtures_dir: Path) -> None:
+    def failing(manifest: Manifest) -> dict[str, bytes]:
+        raise TemplateError("boom")
+
+    plan = plan_artifact(
+        seed_artifact(fixtures_dir, branch="main", event="push"),
+        event_id="e1", triggered_by="policy", gitops_repo="r", render=failing, now=0,
+    )  # fmt: skip
+    assert plan.failures[0].reason == "boom"
+    assert plan.retryable == []
+
+
+@pytest.fixture
+def repo(gitops_remote: Path, tmp_path: Path) -> GitopsRepository:
+    return GitopsRepository(str(gitops_remote), cache_dir=tmp_path / "cache", clone_name="t")
+
+
+def queue_release(
+    store: Store, fixtures_dir: Path, repo: GitopsRepository, tag: str, env: str = "staging"
+) -> str:
+    """Store an artifact event and plan one write of it; returns the event id."""
+    stored, event = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
+    release = Release(
+        app="frontend", env=env, artifact_id=stored.id, triggered_by="policy", event_id=event.id
+    )
+    files = {"deployment-frontend.yaml": f"tag: {tag}\n".encode()}
+    store.plan_event(
+        event.id,
+        gitops_repo=repo.url,
+        writes=[PlannedWrite(env, "frontend", files, release)],
+        failures=[],
+    )
+    return event.id
+
+
+def apply(store: Store, repo: GitopsRepository, env: str = "staging") -> list[ResultStatus]:
+    reports = apply_queue(store, repo, env, push_attempts=3, max_attempts=3)
+    return [r.status for r in reports]
+
+
+def test_writes_are_applied_in_acceptance_order(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    first = queue_release(store, fixtures_dir, repo, "one")
+    second = queue_release(store, fixtures_dir, repo, "two")
+    assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.SUCCESS]
+    history = gitops.commits(gitops_remote)
+    assert [c.trailers["Gimlet-Event"] for c in history] == [second, first]
+    assert gitops.read(gitops_remote, "staging/frontend/deployment-frontend.yaml") == "tag: two\n"
+    assert store.event(first).status.value == "processed"
+
+
+def test_an_older_release_planned_late_is_superseded(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """I3: a release accepted earlier never overwrites one accepted later and applied first."""
+    stored, older_event = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
+    older = older_event.id
+    newer = queue_release(store, fixtures_dir, repo, "newer")
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    release = Release(app="frontend", env="staging", artifact_id=stored.id, triggered_by="policy")
+    store.plan_event(
+        older,
+        gitops_repo=repo.url,
+        writes=[PlannedWrite("staging", "frontend", {"d.yaml": b"tag: older\n"}, release)],
+        failures=[],
+    )
+    assert apply(store, repo) == [ResultStatus.SUPERSEDED]
+    assert gitops.read(gitops_remote, "staging/frontend/deployment-frontend.yaml") == "tag: newer\n"
+    assert [c.trailers["Gimlet-Event"] for c in gitops.commits(gitops_remote)] == [newer]
+    assert "applied to staging/frontend first" in store.event(older).results[0].status_desc
+
+
+def test_a_redelivered_write_finds_its_commit_instead_of_writing_again(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """I2: the worker pushed, then died before recording it; the retry finds the commit."""
+    event_id = queue_release(store, fixtures_dir, repo, "one")
+    [write] = store.unfinished_writes(repo.url, "staging")
+    head = repo.fetch()
+    store.start_write(write.id, base_sha=head or "")
+    from gimletd.gitops import layout
+    from gimletd.gitops.repository import AppChange
+
+    trailers = layout.CommitTrailers(event_id, write.release.artifact_id, "policy", "staging",
+                                     "frontend")  # fmt: skip
+    pushed = repo.write(
+        AppChange("staging", "frontend", layout.app_files(write.files, write.release), {}),
+        layout.deploy_message("staging", "frontend", "policy", trailers),
+        head=head,
+    )
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    assert len(gitops.commits(gitops_remote)) == 1
+    assert store.event(event_id).results[0].hash == pushed.commit
+
+
+def test_releasing_what_is_live_makes_no_commit(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    stored, _ = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
+    files = {"deployment-frontend.yaml": b"tag: one\n"}
+    for _ in range(2):
+        _, again = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
+        release = Release(
+            app="frontend", env="staging", artifact_id=stored.id, triggered_by="policy"
+        )
+        store.plan_event(
+            again.id,
+            gitops_repo=repo.url,
+            writes=[PlannedWrite("staging", "frontend", files, release)],
+            failures=[],
+        )
+    assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.UNCHANGED]
+    assert len(gitops.commits(gitops_remote)) == 1
+
+
+def test_an_unreachable_remote_is_retried_then_fails_the_write(
+    store: Store, fixtures_dir: Path, gitops_remote: Path, tmp_path: Path
+) -> None:
+    repo = GitopsRepository(str(gitops_remote), cache_dir=tmp_path / "c", clone_name="t")
+    event_id = queue_release(store, fixtures_dir, repo, "one")
+    hidden = gitops_remote.with_name("moved.git")
+    gitops_remote.rename(hidden)
+    for _ in range(2):
+        with pytest.raises(GitOpsError):
+            apply(store, repo)
+    assert store.event(event_id).status.value == "new"
+    assert apply(store, repo) == [ResultStatus.FAILURE]
+    event = store.event(event_id)
+    assert event.status.value == "error"
+    assert "gitops.git" in event.status_desc
