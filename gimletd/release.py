@@ -58,15 +58,15 @@ def plan_artifact(
     for manifest in artifact.environments:
         if not deploy_matches(manifest.deploy, artifact.version):
             continue
+        resolved = manifest
         try:
             resolved = resolve_manifest(manifest, variables)
             files = render(resolved)
-        except ChartSourceError as exc:
-            plan.retryable.append(exc)
-            plan.failures.append(FailedEnvironment(manifest.env, manifest.app, str(exc)))
-            continue
         except GimletdError as exc:
-            plan.failures.append(FailedEnvironment(manifest.env, manifest.app, str(exc)))
+            # Named as resolved when templating got that far, as written otherwise.
+            plan.failures.append(FailedEnvironment(resolved.env, resolved.app, str(exc)))
+            if isinstance(exc, ChartSourceError):
+                plan.retryable.append(exc)
             continue
         release = Release(
             app=resolved.app,

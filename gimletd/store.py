@@ -519,7 +519,7 @@ class Store:
             failed = [w for w in writes if w.status == ResultStatus.FAILURE.value]
             if failed:
                 row.status = EventStatus.ERROR.value
-                row.status_desc = "; ".join(f"{w.env}/{w.app}: {w.status_desc}" for w in failed)
+                row.status_desc = "; ".join(_named(w) for w in failed)
             else:
                 row.status = EventStatus.PROCESSED.value
                 row.status_desc = _summary(writes)
@@ -690,6 +690,12 @@ def _make_engine(url: str) -> Engine:
         max_overflow=5,
         connect_args={"connect_timeout": 5},
     )
+
+
+def _named(write: GitopsWriteRow) -> str:
+    """`<env>/<app>: <why>`, without repeating a prefix the reason already has."""
+    prefix = f"{write.env}/{write.app}: "
+    return write.status_desc if write.status_desc.startswith(prefix) else prefix + write.status_desc
 
 
 def _summary(writes: Sequence[GitopsWriteRow]) -> str:

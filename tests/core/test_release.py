@@ -192,3 +192,20 @@ def test_an_unreachable_remote_is_retried_then_fails_the_write(
     event = store.event(event_id)
     assert event.status.value == "error"
     assert "gitops.git" in event.status_desc
+
+
+def test_a_render_failure_names_the_resolved_app(fixtures_dir: Path) -> None:
+    """The preview app is reported as `frontend-feature-x`, not as its template."""
+    from gimletd.errors import ChartSourceError
+
+    def unreachable(manifest: Manifest) -> dict[str, bytes]:
+        raise ChartSourceError(f"{manifest.env}/{manifest.app}: chart source unreachable")
+
+    artifact = seed_artifact(fixtures_dir, branch="feature/x", event="pr")
+    artifact.context["BRANCH"] = "feature/x"
+    plan = plan_artifact(
+        artifact, event_id="e", triggered_by="policy", gitops_repo="r", render=unreachable, now=0
+    )
+    [failure] = plan.failures
+    assert (failure.env, failure.app) == ("preview", "frontend-feature-x")
+    assert len(plan.retryable) == 1
