@@ -442,36 +442,18 @@ class Store:
             if row.planned:
                 return []
             for write in writes:
-                session.add(
-                    GitopsWriteRow(
-                        event_seq=row.seq,
-                        event_id=event_id,
-                        gitops_repo=gitops_repo,
-                        env=write.env,
-                        app=write.app,
-                        status=ResultStatus.PENDING.value,
-                        files=json.dumps(
-                            {name: content.decode() for name, content in write.files.items()}
-                        ),
-                        release=json.dumps(write.release.to_json()),
-                        created=now,
-                        updated=now,
-                    )
+                pending = _write_row(
+                    row, gitops_repo, write.env, write.app, ResultStatus.PENDING, now
                 )
+                pending.files = json.dumps({n: c.decode() for n, c in write.files.items()})
+                pending.release = json.dumps(write.release.to_json())
+                session.add(pending)
             for failure in failures:
-                session.add(
-                    GitopsWriteRow(
-                        event_seq=row.seq,
-                        event_id=event_id,
-                        gitops_repo=gitops_repo,
-                        env=failure.env,
-                        app=failure.app,
-                        status=ResultStatus.FAILURE.value,
-                        status_desc=failure.reason,
-                        created=now,
-                        updated=now,
-                    )
+                failed = _write_row(
+                    row, gitops_repo, failure.env, failure.app, ResultStatus.FAILURE, now
                 )
+                failed.status_desc = failure.reason
+                session.add(failed)
             row.planned = True
             row.touched_at = now
         self.finish_event_if_done(event_id)
@@ -689,6 +671,26 @@ def _make_engine(url: str) -> Engine:
         pool_size=5,
         max_overflow=5,
         connect_args={"connect_timeout": 5},
+    )
+
+
+def _write_row(
+    event: EventRow,
+    gitops_repo: str,
+    env: str,
+    app: str,
+    status: ResultStatus,
+    now: float,
+) -> GitopsWriteRow:
+    return GitopsWriteRow(
+        event_seq=event.seq,
+        event_id=event.id,
+        gitops_repo=gitops_repo,
+        env=env,
+        app=app,
+        status=status.value,
+        created=now,
+        updated=now,
     )
 
 

@@ -7,12 +7,11 @@ import time
 
 from celery import Task
 
-from gimletd.errors import StoreUnavailable
 from gimletd.gitops.layout import POLICY_TRIGGER
 from gimletd.models import EventType
 from gimletd.release import plan_artifact
 from workers import context
-from workers.celery import app
+from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.gitops import queue_drains
 
 log = logging.getLogger(__name__)
@@ -25,10 +24,7 @@ CHART_FETCH_ATTEMPTS = 3
     bind=True,
     name="gimletd.artifacts.process",
     acks_late=True,
-    autoretry_for=(StoreUnavailable,),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=None,
+    **RETRY_WHILE_STORE_UNAVAILABLE,
 )
 def process(self: Task, event_id: str) -> None:
     """Plan the writes of an artifact event and queue them on their environments."""

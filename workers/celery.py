@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_after_setup, worker_init, worker_process_init
 
+from gimletd.errors import StoreUnavailable
 from gimletd.logs import configure_logging
 from gimletd.settings import Settings
 from gimletd.store import Store
@@ -48,6 +50,15 @@ app.conf.update(
 @celeryd_after_setup.connect
 def _remember_node_name(sender: str, **_: object) -> None:
     context.node_name = sender
+
+
+#: Task options for every task that uses the store: wait out a database outage.
+RETRY_WHILE_STORE_UNAVAILABLE: dict[str, Any] = {
+    "autoretry_for": (StoreUnavailable,),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": None,
+}
 
 
 @worker_init.connect

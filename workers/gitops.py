@@ -7,10 +7,10 @@ import random
 
 from celery import Task
 
-from gimletd.errors import GitOpsError, StoreUnavailable
+from gimletd.errors import GitOpsError
 from gimletd.release import apply_queue
 from workers import context
-from workers.celery import app
+from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.locks import env_lock
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,7 @@ log = logging.getLogger(__name__)
     bind=True,
     name="gimletd.gitops.drain",
     acks_late=True,
-    autoretry_for=(StoreUnavailable,),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=None,
+    **RETRY_WHILE_STORE_UNAVAILABLE,
 )
 def drain(self: Task, gitops_repo: str, env: str) -> None:
     """Apply every unfinished write of `env` in acceptance order (I3).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ from gimletd.policy import (
     deploy_matches,
     glob_matches,
 )
+from tests.conftest import SHARED
 
-ROOT = Path(__file__).resolve().parents[2]
-SEED_ARTIFACT = ROOT.parent / "shared" / "fixtures" / "seed-artifact-restored.json"
+SEED_ARTIFACT = SHARED / "fixtures" / "seed-artifact-restored.json"
 
 
 @pytest.mark.parametrize(

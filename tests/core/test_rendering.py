@@ -16,9 +16,10 @@ from gimletd.charts import CachingChartLoader
 from gimletd.errors import ChartSourceError, RenderError, UnsafeYAML
 from gimletd.models import Chart, Manifest
 from gimletd.rendering import RenderEngine, helm_available, render, resource_filename
+from tests.conftest import SHARED
 from tests.support.charts import GIT_TAG, GitChartRepository
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = SHARED / "fixtures"
 SHA = "deae5dbaf237766240181fa397e923d3c5253112"
 
 

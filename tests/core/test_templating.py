@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,9 +24,9 @@ from gimletd.templating import (
     template_variables,
 )
 from gimletd.variables import artifact_variables
+from tests.conftest import SHARED
 
-ROOT = Path(__file__).resolve().parents[2]
-SEED_ARTIFACT = ROOT.parent / "shared" / "fixtures" / "seed-artifact-restored.json"
+SEED_ARTIFACT = SHARED / "fixtures" / "seed-artifact-restored.json"
 
 VARIABLES = {
     "BRANCH": "feature/Login-Page",

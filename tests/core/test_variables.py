@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gimletd.models import Artifact, Version
 from gimletd.variables import BUILTIN_VARIABLES, artifact_variables
+from tests.conftest import SHARED
 
-ROOT = Path(__file__).resolve().parents[2]
-SEED_ARTIFACT = ROOT.parent / "shared" / "fixtures" / "seed-artifact-restored.json"
+SEED_ARTIFACT = SHARED / "fixtures" / "seed-artifact-restored.json"
 
 VERSION = {
     "repositoryName": "mycompany/frontend",
