@@ -508,9 +508,14 @@ class Store:
             row.touched_at = _now()
 
     def stale_events(self, *, older_than: float) -> list[str]:
-        """Events accepted but not yet planned and untouched since `older_than` (I1, I5)."""
+        """Events accepted but not yet planned and untouched since `older_than` (I1, I5).
+
+        Marks them touched, so under a backlog each is handed out again at most
+        once per staleness period instead of piling duplicates onto the queue.
+        """
+        now = _now()
         with self.session() as session:
-            return list(
+            ids = list(
                 session.scalars(
                     select(EventRow.id)
                     .where(
@@ -519,21 +524,29 @@ class Store:
                         EventRow.touched_at < older_than,
                     )
                     .order_by(EventRow.seq)
+                    .with_for_update(skip_locked=True)
                 )
             )
+            if ids:
+                session.execute(update(EventRow).where(EventRow.id.in_(ids)).values(touched_at=now))
+            return ids
 
     def stale_queues(self, *, older_than: float) -> list[tuple[str, str]]:
-        """(gitops repo, env) queues with a write not finished since `older_than`."""
+        """(gitops repo, env) queues with a write not finished since `older_than`.
+
+        Their writes are marked touched, for the same reason as in `stale_events`.
+        """
         unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
+        stale = (
+            GitopsWriteRow.status.in_(unfinished),
+            GitopsWriteRow.updated < older_than,
+        )
         with self.session() as session:
             rows = session.execute(
-                select(GitopsWriteRow.gitops_repo, GitopsWriteRow.env)
-                .where(
-                    GitopsWriteRow.status.in_(unfinished),
-                    GitopsWriteRow.updated < older_than,
-                )
-                .distinct()
+                select(GitopsWriteRow.gitops_repo, GitopsWriteRow.env).where(*stale).distinct()
             ).all()
+            if rows:
+                session.execute(update(GitopsWriteRow).where(*stale).values(updated=_now()))
             return sorted((repo, env) for repo, env in rows)
 
     # -- the GitOps write queue ----------------------------------------------
@@ -552,6 +565,20 @@ class Store:
                 .order_by(GitopsWriteRow.event_seq, GitopsWriteRow.id)
             ).all()
             return [_write_from_row(row) for row in rows]
+
+    def has_unfinished_writes(self, gitops_repo: str, env: str) -> bool:
+        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
+        with self.session() as session:
+            found = session.scalar(
+                select(GitopsWriteRow.id)
+                .where(
+                    GitopsWriteRow.gitops_repo == gitops_repo,
+                    GitopsWriteRow.env == env,
+                    GitopsWriteRow.status.in_(unfinished),
+                )
+                .limit(1)
+            )
+        return found is not None
 
     def last_applied_seq(self, gitops_repo: str, env: str, app: str) -> int | None:
         """The acceptance number of the newest event released to env/app, if any."""
@@ -599,13 +626,6 @@ class Store:
             row.updated = _now()
             event_id = row.event_id
         self.finish_event_if_done(event_id)
-
-    def touch_write(self, write_id: int) -> None:
-        """Note progress, so the sweep does not think a long write was abandoned."""
-        with self.session() as session:
-            session.execute(
-                update(GitopsWriteRow).where(GitopsWriteRow.id == write_id).values(updated=_now())
-            )
 
     # -- users ---------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import Task
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from gimletd.errors import GitOpsError
 from gimletd.release import apply_queue
@@ -25,21 +26,24 @@ log = logging.getLogger(__name__)
 def drain(self: Task, gitops_repo: str, env: str) -> None:
     """Apply every unfinished write of `env` in acceptance order (I3).
 
-    One drain at a time per environment: a task that finds the lock taken
-    retries shortly, because the holder may have looked at the queue before
-    this task's write was planned.
+    One drain at a time per environment. A drain that finds the lock taken
+    simply ends: the holder looks at the queue again after releasing the lock
+    and asks for another drain if a write arrived meanwhile, so nothing waits
+    and no task spins on a busy lock. A killed holder's lock expires after
+    GITOPS_LOCK_TIMEOUT, and the sweep asks for a drain of queues left behind.
     """
     repo = context.gitops_repo()
     if repo.url != gitops_repo:
         log.error("drain for %s ignored: this worker writes to %s", gitops_repo, repo.url)
         return
     settings = context.settings()
+    store = context.store()
     lock = env_lock(context.redis_client(), gitops_repo, env, timeout=settings.lock_timeout)
     if not lock.acquire():
-        raise self.retry(countdown=0.2 + random.random() * 0.5, max_retries=None)
+        return
     try:
         apply_queue(
-            context.store(),
+            store,
             repo,
             env,
             push_attempts=settings.push_attempts,
@@ -47,15 +51,24 @@ def drain(self: Task, gitops_repo: str, env: str) -> None:
             keep_alive=lock.reacquire,
         )
     except GitOpsError as exc:
+        _release(lock, env)
         log.warning("gitops writes to %s wait for the repository: %s", env, exc, extra={"env": env})
         raise self.retry(
             countdown=min(2**self.request.retries, 60), max_retries=None, exc=exc
         ) from exc
-    finally:
-        try:
-            lock.release()
-        except Exception:  # the lock expired while we worked: the next drain will take over
-            log.warning("the gitops lock of %s expired before it was released", env)
+    except BaseException:
+        _release(lock, env)
+        raise
+    _release(lock, env)
+    if store.has_unfinished_writes(gitops_repo, env):
+        drain.delay(gitops_repo, env)
+
+
+def _release(lock: Lock, env: str) -> None:
+    try:
+        lock.release()
+    except LockError:  # it expired while we worked; whoever holds it now drains
+        log.warning("the gitops lock of %s expired before it was released", env)
 
 
 def queue_drains(queues: list[tuple[str, str]]) -> None:

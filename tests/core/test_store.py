@@ -148,6 +148,11 @@ def test_stale_events_and_queues_are_found_for_the_sweep(
     assert any_store.stale_events(older_than=later) == [waiting.id]
     assert any_store.stale_queues(older_than=later) == [("repo", "staging")]
     assert any_store.stale_events(older_than=time.time() - 60) == []
+    # Handed out once per staleness period, not at every sweep.
+    assert any_store.stale_events(older_than=time.time() - 1) == []
+    assert any_store.stale_queues(older_than=time.time() - 1) == []
+    assert any_store.has_unfinished_writes("repo", "staging")
+    assert not any_store.has_unfinished_writes("repo", "prod")
 
 
 def test_claiming_counts_attempts_and_skips_finished_events(
