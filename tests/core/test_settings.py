@@ -1,0 +1,77 @@
+"""Settings: the original's variable names, embedded defaults, and secrets kept out of reprs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gimletd.rendering import RenderEngine
+from gimletd.settings import DEFAULT_REDIS_URL, Settings
+
+
+def test_defaults_live_in_the_data_directory(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'gimletd.sqlite'}"
+    assert settings.resolved_gitops_repo == str(tmp_path / "gitops.git")
+    assert settings.resolved_repo_cache_path == tmp_path / "repo-cache"
+    assert settings.resolved_chart_cache_path == tmp_path / "charts"
+    assert settings.resolved_redis_url == DEFAULT_REDIS_URL
+    assert settings.renderer is RenderEngine.HELM
+    assert settings.chart_allow_local is False
+
+
+def test_environment_variables_use_the_originals_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITOPS_REPO", "/srv/gitops.git")
+    monkeypatch.setenv("REPO_CACHE_PATH", "/var/cache/gimletd")
+    monkeypatch.setenv("RENDERER", "flux")
+    monkeypatch.setenv("PRINT_ADMIN_TOKEN", "true")
+    settings = Settings()
+    assert settings.resolved_gitops_repo == "/srv/gitops.git"
+    assert settings.resolved_repo_cache_path == Path("/var/cache/gimletd")
+    assert settings.renderer is RenderEngine.FLUX
+    assert settings.print_admin_token is True
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db:5432/g", "postgresql+psycopg://u:p@db:5432/g"),
+        ("postgresql://u@db/g", "postgresql+psycopg://u@db/g"),
+        ("sqlite:////tmp/x.sqlite", "sqlite:////tmp/x.sqlite"),
+    ],
+)
+def test_database_url_takes_the_urls_people_write(url: str, expected: str) -> None:
+    assert Settings(database_url=url).resolved_database_url == expected
+
+
+def test_the_originals_driver_and_config_pair(tmp_path: Path) -> None:
+    postgres = Settings(database_driver="postgres", database_config="postgres://u@db/g")
+    assert postgres.resolved_database_url == "postgresql+psycopg://u@db/g"
+    sqlite = Settings(database_driver="sqlite3", database_config=str(tmp_path / "g.db"))
+    assert sqlite.resolved_database_url == f"sqlite:///{tmp_path / 'g.db'}"
+    with pytest.raises(ValueError, match="DATABASE_DRIVER 'mysql'"):
+        _ = Settings(database_driver="mysql").resolved_database_url
+    with pytest.raises(ValueError, match="postgres:// URL"):
+        _ = Settings(database_driver="postgres", database_config="host=db").resolved_database_url
+
+
+def test_owner_repo_is_the_originals_github_shorthand(tmp_path: Path) -> None:
+    assert (
+        Settings(gitops_repo="acme/gitops").resolved_gitops_repo
+        == "https://github.com/acme/gitops.git"
+    )
+    with_key = Settings(gitops_repo="acme/gitops", gitops_repo_deploy_key_path=tmp_path / "key")
+    assert with_key.resolved_gitops_repo == "git@github.com:acme/gitops.git"
+    assert Settings(gitops_repo="ssh://git@h/r.git").resolved_gitops_repo == "ssh://git@h/r.git"
+
+
+def test_secrets_never_show_in_a_repr() -> None:
+    settings = Settings(
+        admin_token="admin-secret",
+        database_url="postgres://u:db-secret@db/g",
+        gitops_repo_token="git-secret",
+    )
+    shown = repr(settings) + str(settings)
+    for secret in ("admin-secret", "db-secret", "git-secret"):
+        assert secret not in shown
