@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 #: Attributes that `extra=` may add to a record and that belong in the JSON line.
 CONTEXT_FIELDS = ("event_id", "env", "app", "task_id")
+
+
+_context: ContextVar[dict[str, str] | None] = ContextVar("gimletd_log_context", default=None)
+
+
+@contextlib.contextmanager
+def log_context(**fields: str) -> Iterator[None]:
+    """Add `fields` (event_id, env, app, task_id) to every log line written inside the block."""
+    token = _context.set({**(_context.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    """Copies the current log context onto each record, unless the call set it with `extra`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in (_context.get() or {}).items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,6 +67,7 @@ def configure_logging(*, development: bool, level: int = logging.INFO) -> None:
         if development
         else JsonFormatter()
     )
+    handler.addFilter(_ContextFilter())
     handler._gimletd = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)

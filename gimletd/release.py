@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gimletd.errors import ChartSourceError, GimletdError, GitOpsError, PushRejected
 from gimletd.gitops import layout
 from gimletd.gitops.repository import AppChange, GitopsRepository, WriteOutcome
+from gimletd.logs import log_context
 from gimletd.models import Artifact, Manifest, Release, ResultStatus
 from gimletd.policy import deploy_matches
 from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store
@@ -111,7 +112,8 @@ def apply_queue(
     for write in store.unfinished_writes(repo.url, env):
         keep_alive()
         try:
-            report = _apply_write(store, repo, write, push_attempts=push_attempts)
+            with log_context(event_id=write.event_id, env=write.env, app=write.app):
+                report = _apply_write(store, repo, write, push_attempts=push_attempts)
         except GitOpsError as exc:
             if write.attempts + 1 < max_attempts:
                 raise
@@ -128,6 +130,7 @@ def apply_queue(
             write.event_id,
             report.status.value,
             report.commit,
+            extra={"event_id": write.event_id, "env": write.env, "app": write.app},
         )
         reports.append(report)
     return reports

@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery
-from celery.signals import celeryd_after_setup, worker_init, worker_process_init
+from celery import Celery, Task
+from celery.signals import (
+    celeryd_after_setup,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 
 from gimletd.errors import StoreUnavailable
-from gimletd.logs import configure_logging
+from gimletd.logs import configure_logging, log_context
 from gimletd.settings import Settings
 from gimletd.store import Store
 from workers import context
@@ -73,6 +79,29 @@ def _migrate_database(**_: object) -> None:
 def _fresh_process_state(**_: object) -> None:
     """Connections opened before the fork must not be shared with the child."""
     context.reset()
+
+
+_task_log_contexts: dict[str, Any] = {}
+
+
+@task_prerun.connect
+def _bind_log_context(task_id: str, task: Task, args: tuple[Any, ...], **_: object) -> None:
+    """Every log line of a task names the task and the event or environment it works on."""
+    fields = {"task_id": task_id}
+    if task.name == "gimletd.artifacts.process" and args:
+        fields["event_id"] = str(args[0])
+    elif task.name == "gimletd.gitops.drain" and len(args) == 2:
+        fields["env"] = str(args[1])
+    context_manager = log_context(**fields)
+    context_manager.__enter__()
+    _task_log_contexts[task_id] = context_manager
+
+
+@task_postrun.connect
+def _unbind_log_context(task_id: str, **_: object) -> None:
+    context_manager = _task_log_contexts.pop(task_id, None)
+    if context_manager is not None:
+        context_manager.__exit__(None, None, None)
 
 
 configure_logging(development=settings.development)
