@@ -12,12 +12,12 @@ from api.services import services
 from gimletd.errors import PolicyError
 from gimletd.models import Artifact, GitEvent
 from gimletd.policy import check_cleanup_policy, check_deploy_policy
-from gimletd.store import MAX_LIST_LIMIT, ArtifactFilter
+from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ArtifactFilter
 
 blueprint = Blueprint("artifacts", __name__, url_prefix="/api")
 blueprint.before_request(authenticate)
 
-DEFAULT_ARTIFACT_LIMIT = 10
+MAX_SHA_PARAM = 128
 
 
 @blueprint.post("/artifact")
@@ -50,8 +50,14 @@ def parse_artifact(body: bytes) -> Artifact:
         raise
     if not artifact.version.repository_name:
         raise ApiError(422, "version.repositoryName is required: it names the artifact")
+    seen: dict[tuple[str, str], int] = {}
     for index, manifest in enumerate(artifact.environments):
         where = f"environments[{index}] ({manifest.env}/{manifest.app})"
+        first = seen.setdefault((manifest.env, manifest.app), index)
+        if first != index:
+            raise ApiError(
+                422, f"{where}: environments[{first}] is already {manifest.env}/{manifest.app}"
+            )
         try:
             check_deploy_policy(manifest.deploy)
             check_cleanup_policy(manifest.cleanup)
@@ -71,10 +77,17 @@ def list_artifacts() -> Response:
         branch=text_param("branch"),
         event=event,
         source_branch=text_param("sourceBranch"),
-        shas=request.args.getlist("sha"),
-        limit=int_param("limit", default=DEFAULT_ARTIFACT_LIMIT, minimum=1, maximum=MAX_LIST_LIMIT),
+        shas=[sha for sha in request.args.getlist("sha") if _valid_sha_param(sha)],
+        limit=int_param("limit", default=DEFAULT_LIST_LIMIT, minimum=1, maximum=MAX_LIST_LIMIT),
         offset=int_param("offset", default=0, minimum=0, maximum=10_000_000),
         since=time_param("since"),
         until=time_param("until"),
     )
     return jsonify([artifact.to_json() for artifact in services().store.artifacts(query)])
+
+
+def _valid_sha_param(sha: str) -> bool:
+    """:raise 400: for a `sha` that cannot be a commit sha."""
+    if len(sha) > MAX_SHA_PARAM or "\x00" in sha:
+        raise ApiError(400, f"query parameter 'sha' must be a commit sha, not {sha[:80]!r}")
+    return bool(sha)

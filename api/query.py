@@ -18,6 +18,8 @@ def text_param(name: str, *, max_length: int = 512) -> str | None:
     value = request.args.get(name)
     if value is not None and len(value) > max_length:
         raise ApiError(400, f"query parameter {name!r} is longer than {max_length} characters")
+    if value is not None and "\x00" in value:
+        raise ApiError(400, f"query parameter {name!r} contains a NUL character")
     return value or None
 
 

@@ -8,11 +8,13 @@
     │   ├── RenderError         an environment config cannot be turned into manifests
     │   └── UnsafeYAML          YAML that is too large, too deep or uses aliases
     ├── Conflict                the request clashes with stored state (409)
-    └── RetryableError          the outside world failed; trying again later may succeed
-        ├── GitOpsError         the GitOps repository could not be read or written
-        │   └── PushRejected    the remote moved on; fetch and re-apply
-        ├── ChartSourceError    a chart could not be fetched from its source
-        └── StoreUnavailable    the database cannot be reached right now (503)
+    ├── RetryableError          the outside world failed; trying again later may succeed
+    │   ├── GitOpsError         the GitOps repository could not be read or written
+    │   │   └── PushRejected    the remote moved on; fetch and re-apply
+    │   ├── ChartSourceError    a chart could not be fetched from its source
+    │   ├── StoreUnavailable    the database cannot be reached right now (503)
+    │   └── WriteDeferred       a GitOps write failed and waits for its retry delay
+    └── LockLost                another worker took over an environment's lock: stop
 
 `RenderError` and `ChartSourceError` are failures of one environment of one
 artifact: the worker records them on that environment and goes on with the others.
@@ -87,3 +89,15 @@ class StoreUnavailable(RetryableError):
     """The database cannot be reached; callers answer 503 and retry."""
 
     status_code = 503
+
+
+class WriteDeferred(RetryableError):
+    """A GitOps write failed; it is kept waiting and should be retried after `delay` seconds."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class LockLost(GimletdError):
+    """This worker no longer holds an environment's lock; the new holder carries on."""

@@ -23,10 +23,16 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_MAX = 63
 TEMPLATE_MARK = "{{"
 
-#: A string that must not be absurdly long: names, shas, refs, messages.
-ShortText = Annotated[str, StringConstraints(max_length=4096)]
+#: No NUL characters: PostgreSQL cannot store them and no legitimate value has one.
+_NO_NUL = r"^[^\x00]*$"
+#: Names stored in indexed columns (repository, branch, tag): at most 512 characters.
+Name = Annotated[str, StringConstraints(max_length=512, pattern=_NO_NUL)]
+#: A commit sha: at most 128 characters (SHA-256 object names are 64).
+Sha = Annotated[str, StringConstraints(max_length=128, pattern=_NO_NUL)]
+#: A string that must not be absurdly long: emails, URLs, policy globs.
+ShortText = Annotated[str, StringConstraints(max_length=4096, pattern=_NO_NUL)]
 #: Free text such as commit messages and YAML documents.
-LongText = Annotated[str, StringConstraints(max_length=1_048_576)]
+LongText = Annotated[str, StringConstraints(max_length=1_048_576, pattern=_NO_NUL)]
 
 
 class Model(BaseModel):
@@ -82,14 +88,14 @@ class CleanupEvent(enum.StrEnum):
 class Version(Model):
     """The source commit an artifact was built from."""
 
-    repository_name: ShortText = Field(default="", alias="repositoryName")
-    sha: ShortText = ""
+    repository_name: Name = Field(default="", alias="repositoryName")
+    sha: Sha = ""
     created: int | None = None
-    branch: ShortText = ""
+    branch: Name = ""
     event: GitEvent | None = None
-    source_branch: ShortText = Field(default="", alias="sourceBranch")
-    target_branch: ShortText = Field(default="", alias="targetBranch")
-    tag: ShortText = ""
+    source_branch: Name = Field(default="", alias="sourceBranch")
+    target_branch: Name = Field(default="", alias="targetBranch")
+    tag: Name = ""
     author_name: ShortText = Field(default="", alias="authorName")
     author_email: ShortText = Field(default="", alias="authorEmail")
     committer_name: ShortText = Field(default="", alias="committerName")

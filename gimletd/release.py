@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gimletd.errors import ChartSourceError, GimletdError, GitOpsError, PushRejected
+from gimletd.errors import (
+    ChartSourceError,
+    GimletdError,
+    GitOpsError,
+    LockLost,
+    PushRejected,
+    WriteDeferred,
+)
 from gimletd.gitops import layout
 from gimletd.gitops.repository import AppChange, GitopsRepository, WriteOutcome
 from gimletd.logs import log_context
@@ -25,6 +32,9 @@ from gimletd.templating import resolve_manifest
 from gimletd.variables import artifact_variables
 
 log = logging.getLogger(__name__)
+
+#: Longest wait before a failed GitOps write is tried again, in seconds.
+MAX_RETRY_DELAY = 60.0
 
 #: Turns a template-resolved environment config into the files of `<env>/<app>/`.
 Renderer = Callable[[Manifest], dict[str, bytes]]
@@ -37,6 +47,19 @@ class Plan:
     writes: list[PlannedWrite] = field(default_factory=list)
     failures: list[FailedEnvironment] = field(default_factory=list)
     retryable: list[ChartSourceError] = field(default_factory=list)
+
+    def takes(self, env: str, app: str) -> bool:
+        """Whether `env`/`app` already has an outcome in this plan."""
+        names = [(w.env, w.app) for w in self.writes] + [(f.env, f.app) for f in self.failures]
+        return (env, app) in names
+
+    def fail(self, env: str, app: str, reason: str) -> None:
+        """Record a failed environment; a name already used gets a `#n` suffix to stay unique."""
+        name, n = app, 1
+        while self.takes(env, name):
+            n += 1
+            name = f"{app}#{n}"
+        self.failures.append(FailedEnvironment(env, name, reason))
 
 
 def plan_artifact(
@@ -65,9 +88,17 @@ def plan_artifact(
             files = render(resolved)
         except GimletdError as exc:
             # Named as resolved when templating got that far, as written otherwise.
-            plan.failures.append(FailedEnvironment(resolved.env, resolved.app, str(exc)))
+            plan.fail(resolved.env, resolved.app, str(exc))
             if isinstance(exc, ChartSourceError):
                 plan.retryable.append(exc)
+            continue
+        if plan.takes(resolved.env, resolved.app):
+            plan.fail(
+                resolved.env,
+                resolved.app,
+                f"two environment configs of the artifact resolve to {resolved.env}/"
+                f"{resolved.app}; only the first is released",
+            )
             continue
         release = Release(
             app=resolved.app,
@@ -104,25 +135,42 @@ def apply_queue(
 ) -> list[WriteReport]:
     """Commit every unfinished write of `env`, oldest first (I3). Call it under the env lock.
 
-    Raises `GitOpsError` when the repository cannot be reached, leaving the
-    current write unfinished so a later call retries it; after `max_attempts`
-    the write is recorded as failed instead.
+    `keep_alive` renews the lock and raises `LockLost` when another worker took it
+    over; that ends this call at once, without touching the write. Any other
+    failure of a write (an unreachable remote, a full disk, a bug) counts as one
+    attempt: the write is deferred and `WriteDeferred` raised, so the caller
+    retries after its delay and later writes keep waiting behind it; after
+    `max_attempts` the write is recorded as failed and the queue moves on.
     """
     reports = []
     for write in store.unfinished_writes(repo.url, env):
-        keep_alive()
         try:
             with log_context(event_id=write.event_id, env=write.env, app=write.app):
-                report = _apply_write(store, repo, write, push_attempts=push_attempts)
-        except GitOpsError as exc:
+                report = _apply_write(
+                    store, repo, write, push_attempts=push_attempts, keep_alive=keep_alive
+                )
+        except LockLost:
+            raise
+        except Exception as exc:
             if write.attempts + 1 < max_attempts:
-                raise
+                delay = min(2.0 ** (write.attempts + 1), MAX_RETRY_DELAY)
+                log.warning(
+                    "gitops write %s/%s failed, retrying in %.0fs: %s",
+                    write.env,
+                    write.app,
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, GitOpsError),
+                )
+                store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
+                raise WriteDeferred(delay, str(exc)) from exc
             report = WriteReport(
                 write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc)
             )
-        store.finish_write(
+        if not store.finish_write(
             report.write_id, report.status, commit_sha=report.commit, desc=report.desc
-        )
+        ):
+            continue  # another worker recorded this write after our lock had expired
         log.info(
             "gitops write %s/%s of event %s: %s %s",
             write.env,
@@ -137,33 +185,21 @@ def apply_queue(
 
 
 def _apply_write(
-    store: Store, repo: GitopsRepository, write: GitopsWrite, *, push_attempts: int
+    store: Store,
+    repo: GitopsRepository,
+    write: GitopsWrite,
+    *,
+    push_attempts: int,
+    keep_alive: Callable[[], None],
 ) -> WriteReport:
+    """Commit one write, re-checking on every try what may have changed meanwhile.
+
+    Each try fetches the head, then looks for this write's own commit since the
+    last base it was applied on (a worker that died after pushing, or one whose
+    lock expired mid-write, may have pushed it: I2), and checks that no release
+    accepted later was applied first (I3), before building and pushing.
+    """
     store.count_write_attempt(write.id)
-    if write.status is ResultStatus.APPLYING:
-        # A previous attempt may have pushed before its worker died (I2).
-        head = repo.fetch()
-        if head is not None:
-            found = repo.find_commit(
-                head,
-                since=write.base_sha or None,
-                matches=lambda message: layout.is_commit_of(
-                    message, write.event_id, write.env, write.app
-                ),
-            )
-            if found is not None:
-                return WriteReport(write.id, write.env, write.app, ResultStatus.SUCCESS, found)
-
-    newest = store.last_applied_seq(repo.url, write.env, write.app)
-    if newest is not None and newest > write.event_seq:
-        return WriteReport(
-            write.id,
-            write.env,
-            write.app,
-            ResultStatus.SUPERSEDED,
-            desc=f"a release accepted later was applied to {write.env}/{write.app} first",
-        )
-
     release = write.release
     trailers = layout.CommitTrailers(
         event_id=write.event_id,
@@ -179,30 +215,45 @@ def _apply_write(
         env_files={layout.RELEASE_FILE: layout.release_json(release)},
     )
     message = layout.deploy_message(write.env, write.app, release.triggered_by, trailers)
+    base = write.base_sha if write.status is ResultStatus.APPLYING else None
+
+    def report(status: ResultStatus, commit: str = "", desc: str = "") -> WriteReport:
+        return WriteReport(write.id, write.env, write.app, status, commit, desc)
+
     for attempt in range(push_attempts):
+        keep_alive()
         head = repo.fetch()
-        store.start_write(write.id, base_sha=head or "")
+        if head is not None and base is not None:
+            found = repo.find_commit(
+                head,
+                since=base or None,
+                matches=lambda m: layout.is_commit_of(m, write.event_id, write.env, write.app),
+            )
+            if found is not None:
+                return report(ResultStatus.SUCCESS, found)
+        newest = store.last_applied_seq(repo.url, write.env, write.app)
+        if newest is not None and newest > write.event_seq:
+            return report(
+                ResultStatus.SUPERSEDED,
+                desc=f"a release accepted later was applied to {write.env}/{write.app} first",
+            )
         if head is not None and _already_released(repo, head, write):
-            return WriteReport(
-                write.id,
-                write.env,
-                write.app,
+            return report(
                 ResultStatus.UNCHANGED,
                 head,
                 desc=f"already released: {write.env}/{write.app} runs {release.artifact_id}",
             )
+        base = head or ""
+        store.start_write(write.id, base_sha=base)
         try:
             result = repo.write(change, message, head=head)
         except PushRejected:
             log.info("push of %s/%s rejected, re-applying on the new head", write.env, write.app)
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
             continue
-        status = (
-            ResultStatus.SUCCESS
-            if result.outcome is WriteOutcome.COMMITTED
-            else ResultStatus.UNCHANGED
-        )
-        return WriteReport(write.id, write.env, write.app, status, result.commit)
+        if result.outcome is WriteOutcome.COMMITTED:
+            return report(ResultStatus.SUCCESS, result.commit)
+        return report(ResultStatus.UNCHANGED, result.commit)
     raise GitOpsError(
         f"push of {write.env}/{write.app} was rejected {push_attempts} times: "
         "the remote branch keeps moving"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -46,10 +47,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from gimletd.errors import Conflict, NotFound, StoreUnavailable
+from gimletd.errors import Conflict, InputError, NotFound, StoreUnavailable
 from gimletd.models import (
     Artifact,
     Event,
@@ -63,6 +64,8 @@ from gimletd.models import (
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MAX_LIST_LIMIT = 1000
+#: Statuses of a GitOps write that still has to be applied.
+UNFINISHED = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
 DEFAULT_LIST_LIMIT = 10
 ADMIN_LOGIN = "admin"
 
@@ -75,7 +78,8 @@ class ArtifactRow(Base):
     __tablename__ = "artifacts"
 
     id: Mapped[str] = mapped_column(String(512), primary_key=True)
-    created: Mapped[int] = mapped_column(Integer, index=True)
+    created: Mapped[int] = mapped_column(BigInteger, index=True)
+    accepted_at: Mapped[float] = mapped_column(Float, index=True)
     repository: Mapped[str] = mapped_column(String(512), default="", index=True)
     branch: Mapped[str] = mapped_column(String(512), default="", index=True)
     event: Mapped[str] = mapped_column(String(16), default="")
@@ -91,7 +95,7 @@ class EventRow(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
-    created: Mapped[int] = mapped_column(Integer)
+    created: Mapped[int] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(32))
     blob: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -131,6 +135,7 @@ class GitopsWriteRow(Base):
     commit_sha: Mapped[str] = mapped_column(String(64), default="")
     base_sha: Mapped[str] = mapped_column(String(64), default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[float] = mapped_column(Float, default=0.0)
     created: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
 
@@ -142,7 +147,7 @@ class UserRow(Base):
     login: Mapped[str] = mapped_column(String(256), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    created: Mapped[int] = mapped_column(Integer)
+    created: Mapped[int] = mapped_column(BigInteger)
 
 
 @dataclass(frozen=True)
@@ -236,9 +241,13 @@ def _translated_errors() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise Conflict(f"conflicts with stored data: {exc.orig}") from exc
-    except (OperationalError, DBAPIError) as exc:
-        if getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError):
-            raise StoreUnavailable(f"the database is unavailable: {exc.orig}") from exc
+    except DataError as exc:
+        raise InputError(f"a value does not fit the database: {exc.orig}") from exc
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreUnavailable(f"the database is unavailable: {exc.orig}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(f"the database connection was lost: {exc.orig}") from exc
         raise
 
 
@@ -335,7 +344,11 @@ class Store:
         with self.session() as session:
             session.add(
                 ArtifactRow(
-                    id=stored.id, created=created, blob=json.dumps(stored.to_json()), **columns
+                    id=stored.id,
+                    created=created,
+                    accepted_at=_now(),
+                    blob=json.dumps(stored.to_json()),
+                    **columns,
                 )
             )
             session.add(event_row)
@@ -367,7 +380,7 @@ class Store:
         if query.until is not None:
             statement = statement.where(ArtifactRow.created < int(query.until.timestamp()))
         statement = (
-            statement.order_by(ArtifactRow.created.desc(), ArtifactRow.id)
+            statement.order_by(ArtifactRow.accepted_at.desc())
             .limit(min(query.limit, MAX_LIST_LIMIT))
             .offset(query.offset)
         )
@@ -405,13 +418,16 @@ class Store:
     def claim_event(self, event_id: str) -> EventClaim | None:
         """Count one more attempt at an unfinished event; None when it is already terminal."""
         with self.session() as session:
-            row = session.scalar(select(EventRow).where(EventRow.id == event_id).with_for_update())
+            session.execute(
+                update(EventRow)
+                .where(EventRow.id == event_id, EventRow.status == EventStatus.NEW.value)
+                .values(attempts=EventRow.attempts + 1, touched_at=_now())
+            )
+            row = session.scalar(select(EventRow).where(EventRow.id == event_id))
             if row is None:
                 raise NotFound(f"event {event_id!r} does not exist")
             if row.status != EventStatus.NEW.value:
                 return None
-            row.attempts += 1
-            row.touched_at = _now()
             return EventClaim(
                 id=row.id,
                 seq=row.seq,
@@ -456,56 +472,61 @@ class Store:
                 session.add(failed)
             row.planned = True
             row.touched_at = now
-        self.finish_event_if_done(event_id)
+            session.flush()
+            _finish_if_done(session, row)
         return sorted({(gitops_repo, write.env) for write in writes})
 
     def queues_of_event(self, event_id: str) -> list[tuple[str, str]]:
         """The (gitops repo, env) queues still holding unfinished writes of an event."""
-        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
         with self.session() as session:
             rows = session.execute(
                 select(GitopsWriteRow.gitops_repo, GitopsWriteRow.env)
-                .where(GitopsWriteRow.event_id == event_id, GitopsWriteRow.status.in_(unfinished))
+                .where(GitopsWriteRow.event_id == event_id, GitopsWriteRow.status.in_(UNFINISHED))
                 .distinct()
             ).all()
             return sorted((repo, env) for repo, env in rows)
 
-    def event_attempts(self, event_id: str) -> int:
-        """How often workers have claimed an event."""
-        with self.session() as session:
-            attempts = session.scalar(select(EventRow.attempts).where(EventRow.id == event_id))
-        if attempts is None:
-            raise NotFound(f"event {event_id!r} does not exist")
-        return attempts
-
     def fail_event(self, event_id: str, reason: str) -> None:
-        """End an event in `error` that cannot be processed at all."""
+        """End an event in `error` that could not be planned; a planned one ends by its writes."""
+        with self.session() as session:
+            session.execute(
+                update(EventRow)
+                .where(
+                    EventRow.id == event_id,
+                    EventRow.status == EventStatus.NEW.value,
+                    EventRow.planned.is_(False),
+                )
+                .values(status=EventStatus.ERROR.value, status_desc=reason, touched_at=_now())
+            )
+
+    def note_event_problem(self, event_id: str, problem: str) -> None:
+        """Record why an attempt at an unplanned event failed, for the message if we give up."""
         with self.session() as session:
             session.execute(
                 update(EventRow)
                 .where(EventRow.id == event_id, EventRow.status == EventStatus.NEW.value)
-                .values(status=EventStatus.ERROR.value, status_desc=reason, touched_at=_now())
+                .values(status_desc=problem)
             )
 
-    def finish_event_if_done(self, event_id: str) -> None:
-        """Give a planned event its terminal status once every write has an outcome (I5)."""
+    def settle_events(self) -> int:
+        """End planned events whose writes all have an outcome; returns how many (I5).
+
+        Normally an event ends in the transaction of its last write; this catches
+        one whose worker died between two transactions of an older version, or
+        any path that left it behind.
+        """
         with self.session() as session:
-            row = session.scalar(select(EventRow).where(EventRow.id == event_id).with_for_update())
-            if row is None or not row.planned or row.status != EventStatus.NEW.value:
-                return
-            writes = session.scalars(
-                select(GitopsWriteRow).where(GitopsWriteRow.event_id == event_id)
+            unfinished_writes = select(GitopsWriteRow.id).where(
+                GitopsWriteRow.event_id == EventRow.id, GitopsWriteRow.status.in_(UNFINISHED)
+            )
+            rows = session.scalars(
+                select(EventRow).where(
+                    EventRow.status == EventStatus.NEW.value,
+                    EventRow.planned.is_(True),
+                    ~unfinished_writes.exists(),
+                )
             ).all()
-            if any(not ResultStatus(w.status).terminal for w in writes):
-                return
-            failed = [w for w in writes if w.status == ResultStatus.FAILURE.value]
-            if failed:
-                row.status = EventStatus.ERROR.value
-                row.status_desc = "; ".join(_named(w) for w in failed)
-            else:
-                row.status = EventStatus.PROCESSED.value
-                row.status_desc = _summary(writes)
-            row.touched_at = _now()
+            return sum(_finish_if_done(session, row) for row in rows)
 
     def stale_events(self, *, older_than: float) -> list[str]:
         """Events accepted but not yet planned and untouched since `older_than` (I1, I5).
@@ -536,10 +557,10 @@ class Store:
 
         Their writes are marked touched, for the same reason as in `stale_events`.
         """
-        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
         stale = (
-            GitopsWriteRow.status.in_(unfinished),
+            GitopsWriteRow.status.in_(UNFINISHED),
             GitopsWriteRow.updated < older_than,
+            GitopsWriteRow.not_before <= _now(),
         )
         with self.session() as session:
             rows = session.execute(
@@ -553,28 +574,26 @@ class Store:
 
     def unfinished_writes(self, gitops_repo: str, env: str) -> list[GitopsWrite]:
         """The writes waiting for one environment, in acceptance order (I3)."""
-        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
         with self.session() as session:
             rows = session.scalars(
                 select(GitopsWriteRow)
                 .where(
                     GitopsWriteRow.gitops_repo == gitops_repo,
                     GitopsWriteRow.env == env,
-                    GitopsWriteRow.status.in_(unfinished),
+                    GitopsWriteRow.status.in_(UNFINISHED),
                 )
                 .order_by(GitopsWriteRow.event_seq, GitopsWriteRow.id)
             ).all()
             return [_write_from_row(row) for row in rows]
 
     def has_unfinished_writes(self, gitops_repo: str, env: str) -> bool:
-        unfinished = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
         with self.session() as session:
             found = session.scalar(
                 select(GitopsWriteRow.id)
                 .where(
                     GitopsWriteRow.gitops_repo == gitops_repo,
                     GitopsWriteRow.env == env,
-                    GitopsWriteRow.status.in_(unfinished),
+                    GitopsWriteRow.status.in_(UNFINISHED),
                 )
                 .limit(1)
             )
@@ -613,19 +632,50 @@ class Store:
 
     def finish_write(
         self, write_id: int, status: ResultStatus, *, commit_sha: str = "", desc: str = ""
-    ) -> None:
-        """Record a write's outcome and end its event when it was the last one."""
+    ) -> bool:
+        """Record a write's outcome, and its event's when it was the last, in one transaction.
+
+        Only an unfinished write changes: False when another worker already recorded
+        this write (after its lock expired), so an outcome is never overwritten.
+        """
         with self.session() as session:
             row = session.get(GitopsWriteRow, write_id)
             if row is None:
                 raise NotFound(f"gitops write {write_id} does not exist")
+            if row.status not in UNFINISHED:
+                return False
             row.status = status.value
             row.commit_sha = commit_sha
             row.status_desc = desc
             row.files = "{}"
             row.updated = _now()
-            event_id = row.event_id
-        self.finish_event_if_done(event_id)
+            session.flush()
+            event = session.scalar(select(EventRow).where(EventRow.id == row.event_id))
+            if event is not None:
+                _finish_if_done(session, event)
+            return True
+
+    def fail_unfinished_writes(self, gitops_repo: str, env: str, reason: str) -> None:
+        """End every unfinished write of a queue that no worker can apply, with `reason`."""
+        with self.session() as session:
+            ids = session.scalars(
+                select(GitopsWriteRow.id).where(
+                    GitopsWriteRow.gitops_repo == gitops_repo,
+                    GitopsWriteRow.env == env,
+                    GitopsWriteRow.status.in_(UNFINISHED),
+                )
+            ).all()
+        for write_id in ids:
+            self.finish_write(write_id, ResultStatus.FAILURE, desc=reason)
+
+    def defer_write(self, write_id: int, *, until: float, problem: str) -> None:
+        """Keep a write waiting until `until` (a retry is scheduled), noting why."""
+        with self.session() as session:
+            session.execute(
+                update(GitopsWriteRow)
+                .where(GitopsWriteRow.id == write_id, GitopsWriteRow.status.in_(UNFINISHED))
+                .values(not_before=until, status_desc=problem, updated=_now())
+            )
 
     # -- users ---------------------------------------------------------------
 
@@ -651,17 +701,6 @@ class Store:
                 )
             )
             return issued if token is None else None
-
-    def rotate_admin_token(self) -> str:
-        """Issue a new admin token (for `gimletd up`, which prints it)."""
-        issued = new_token()
-        with self.session() as session:
-            session.execute(
-                update(UserRow)
-                .where(UserRow.login == ADMIN_LOGIN)
-                .values(token_hash=hash_token(issued))
-            )
-        return issued
 
     def user_by_token(self, token: str) -> User | None:
         with self.session() as session:
@@ -692,6 +731,26 @@ def _make_engine(url: str) -> Engine:
         max_overflow=5,
         connect_args={"connect_timeout": 5},
     )
+
+
+def _finish_if_done(session: Session, event: EventRow) -> int:
+    """Give a planned event its terminal status once every write has an outcome (I5)."""
+    if not event.planned or event.status != EventStatus.NEW.value:
+        return 0
+    writes = session.scalars(
+        select(GitopsWriteRow).where(GitopsWriteRow.event_id == event.id)
+    ).all()
+    if any(w.status in UNFINISHED for w in writes):
+        return 0
+    failed = [w for w in writes if w.status == ResultStatus.FAILURE.value]
+    if failed:
+        event.status = EventStatus.ERROR.value
+        event.status_desc = "; ".join(_named(w) for w in failed)
+    else:
+        event.status = EventStatus.PROCESSED.value
+        event.status_desc = _summary(writes)
+    event.touched_at = _now()
+    return 1
 
 
 def _write_row(

@@ -6,10 +6,13 @@ import logging
 import time
 
 from celery import Task
+from celery.exceptions import Retry
 
+from gimletd.errors import Conflict, StoreUnavailable
 from gimletd.gitops.layout import POLICY_TRIGGER
 from gimletd.models import EventType
 from gimletd.release import plan_artifact
+from gimletd.store import Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.gitops import queue_drains
@@ -29,30 +32,47 @@ CHART_FETCH_ATTEMPTS = 3
 def process(self: Task, event_id: str) -> None:
     """Plan the writes of an artifact event and queue them on their environments."""
     store = context.store()
+    settings = context.settings()
     claim = store.claim_event(event_id)
     if claim is None:
         return  # already finished: a redelivery
     if claim.planned:
         queue_drains(store.queues_of_event(event_id))
         return
+    if claim.attempts > settings.max_attempts:
+        store.fail_event(event_id, _gave_up(store, event_id, claim.attempts - 1))
+        return
     if claim.type is not EventType.ARTIFACT:
         store.fail_event(event_id, f"event type {claim.type.value} is not handled by this worker")
         return
-    gitops_repo = context.gitops_repo().url
-    plan = plan_artifact(
-        store.artifact(claim.artifact_id),
-        event_id=event_id,
-        triggered_by=POLICY_TRIGGER,
-        gitops_repo=gitops_repo,
-        render=context.renderer(),
-        now=time.time(),
-    )
-    if plan.retryable and self.request.retries < CHART_FETCH_ATTEMPTS - 1:
-        log.warning(
-            "event %s: %s; retrying", event_id, plan.retryable[0], extra={"event_id": event_id}
+    gitops_repo = settings.resolved_gitops_repo
+    try:
+        plan = plan_artifact(
+            store.artifact(claim.artifact_id),
+            event_id=event_id,
+            triggered_by=POLICY_TRIGGER,
+            gitops_repo=gitops_repo,
+            render=context.renderer(),
+            now=time.time(),
         )
-        raise self.retry(countdown=2 ** (self.request.retries + 1), exc=plan.retryable[0])
-    queues = store.plan_event(
-        event_id, gitops_repo=gitops_repo, writes=plan.writes, failures=plan.failures
-    )
+        if plan.retryable and self.request.retries < CHART_FETCH_ATTEMPTS - 1:
+            log.warning("event %s: %s; retrying", event_id, plan.retryable[0])
+            raise self.retry(countdown=2 ** (self.request.retries + 1), exc=plan.retryable[0])
+        queues = store.plan_event(
+            event_id, gitops_repo=gitops_repo, writes=plan.writes, failures=plan.failures
+        )
+    except Conflict:
+        # Another delivery of this event planned it at the same moment (SQLite has no
+        # row locks); its writes are there, so only make sure they get drained.
+        queues = store.queues_of_event(event_id)
+    except (Retry, StoreUnavailable):
+        raise
+    except Exception as exc:
+        store.note_event_problem(event_id, f"attempt {claim.attempts} failed: {exc}")
+        raise
     queue_drains(queues)
+
+
+def _gave_up(store: Store, event_id: str, attempts: int) -> str:
+    last = store.event(event_id).status_desc
+    return f"gave up after {attempts} attempts to process the event" + (f"; {last}" if last else "")

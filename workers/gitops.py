@@ -8,7 +8,7 @@ from celery import Task
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from gimletd.errors import GitOpsError
+from gimletd.errors import LockLost, WriteDeferred
 from gimletd.release import apply_queue
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
@@ -32,12 +32,14 @@ def drain(self: Task, gitops_repo: str, env: str) -> None:
     and no task spins on a busy lock. A killed holder's lock expires after
     GITOPS_LOCK_TIMEOUT, and the sweep asks for a drain of queues left behind.
     """
+    store = context.store()
     repo = context.gitops_repo()
     if repo.url != gitops_repo:
-        log.error("drain for %s ignored: this worker writes to %s", gitops_repo, repo.url)
+        reason = f"this GimletD writes to {repo.url}, not {gitops_repo} (GITOPS_REPO changed?)"
+        log.error("writes to %s in %s cannot be applied: %s", env, gitops_repo, reason)
+        store.fail_unfinished_writes(gitops_repo, env, reason)
         return
     settings = context.settings()
-    store = context.store()
     lock = env_lock(context.redis_client(), gitops_repo, env, timeout=settings.lock_timeout)
     if not lock.acquire():
         return
@@ -48,20 +50,28 @@ def drain(self: Task, gitops_repo: str, env: str) -> None:
             env,
             push_attempts=settings.push_attempts,
             max_attempts=settings.max_attempts,
-            keep_alive=lock.reacquire,
+            keep_alive=lambda: _renew(lock, env),
         )
-    except GitOpsError as exc:
+    except LockLost:
+        log.warning("lost the gitops lock of %s; its new holder carries on", env)
+        return
+    except WriteDeferred as exc:
         _release(lock, env)
-        log.warning("gitops writes to %s wait for the repository: %s", env, exc, extra={"env": env})
-        raise self.retry(
-            countdown=min(2**self.request.retries, 60), max_retries=None, exc=exc
-        ) from exc
+        raise self.retry(countdown=exc.delay, max_retries=None, exc=exc) from exc
     except BaseException:
         _release(lock, env)
         raise
     _release(lock, env)
     if store.has_unfinished_writes(gitops_repo, env):
         drain.delay(gitops_repo, env)
+
+
+def _renew(lock: Lock, env: str) -> None:
+    """Extend the lock for another timeout; `LockLost` when another worker holds it now."""
+    try:
+        lock.reacquire()
+    except LockError as exc:
+        raise LockLost(f"the gitops lock of {env} expired and was taken over") from exc
 
 
 def _release(lock: Lock, env: str) -> None:

@@ -20,17 +20,18 @@ def sweep() -> dict[str, int]:
     store = context.store()
     cutoff = time.time() - settings.stale_after
     requeued = 0
+    settled = store.settle_events()
     for event_id in store.stale_events(older_than=cutoff):
-        claim_attempts = store.event_attempts(event_id)
-        if claim_attempts >= settings.max_attempts:
-            store.fail_event(
-                event_id, f"gave up after {claim_attempts} attempts to process the event"
-            )
-            continue
+        # The task itself gives up once the event is out of attempts, naming the last problem.
         process.delay(event_id)
         requeued += 1
     queues = store.stale_queues(older_than=cutoff)
     queue_drains(queues)
-    if requeued or queues:
-        log.info("sweep re-enqueued %d events and %d environment queues", requeued, len(queues))
-    return {"events": requeued, "queues": len(queues)}
+    if requeued or queues or settled:
+        log.info(
+            "sweep: %d events re-enqueued, %d environment queues re-drained, %d events settled",
+            requeued,
+            len(queues),
+            settled,
+        )
+    return {"events": requeued, "queues": len(queues), "settled": settled}

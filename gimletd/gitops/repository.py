@@ -29,9 +29,11 @@ import logging
 import os
 import re
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pygit2
 
@@ -130,12 +132,18 @@ class GitopsRepository:
         self.url = url
         self._credentials = credentials or Credentials()
         self._signature = (author_name, author_email)
-        slug = hashlib.sha256(url.encode()).hexdigest()[:16]
-        self.path = cache_dir / slug / f"{_safe(clone_name)}.git"
         self._local_remote = _local_path(url)
-        self._repo = self._open_clone()
+        slug = hashlib.sha256(url.encode()).hexdigest()[:16]
+        with self._git_errors("prepare the clone of"):
+            self.path, self._owner_lock = _own_clone(cache_dir / slug, _safe(clone_name))
+            weakref.finalize(self, self._owner_lock.close)
+            self._repo = self._open_clone()
         self.branch = branch or self._remote_default_branch()
         self._tracking_ref = f"refs/gimletd/remote/{self.branch}"
+
+    def close(self) -> None:
+        """Give up this process's claim on the clone (it stays on disk for the next owner)."""
+        self._owner_lock.close()
 
     # -- reading ---------------------------------------------------------------
 
@@ -214,7 +222,8 @@ class GitopsRepository:
             self._push_local(self._local_remote, str(commit), expected=head)
         else:
             self._push(str(commit))
-        self._repo.references.create(self._tracking_ref, commit, force=True)
+        with self._git_errors("record the pushed head in the clone of"):
+            self._repo.references.create(self._tracking_ref, commit, force=True)
         return WriteResult(WriteOutcome.COMMITTED, str(commit))
 
     def _push_local(self, remote_path: Path, commit: str, *, expected: str | None) -> None:
@@ -242,7 +251,7 @@ class GitopsRepository:
         try:
             self._repo.references.create(temp_ref, pygit2.Oid(hex=commit))
             self._remote.push([f"{temp_ref}:refs/heads/{self.branch}"], callbacks=callbacks)
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             if _is_rejection(str(exc)):
                 raise PushRejected(f"push to {self.url} was rejected: {exc}") from exc
             raise GitOpsError(f"cannot push to {self.url}: {exc}") from exc
@@ -275,9 +284,8 @@ class GitopsRepository:
         return self._repo.remotes["origin"]
 
     def _open_clone(self) -> pygit2.Repository:
-        """Open this process's clone, creating it on first use (under a file lock)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.path.with_suffix(".lock")), self._git_errors("open the clone"):
+        """Open this process's clone, creating it on first use."""
+        with self._git_errors("open the clone of"):
             if not (self.path / "HEAD").exists():
                 repo = pygit2.init_repository(str(self.path), bare=True)
                 repo.remotes.create("origin", self.url)
@@ -300,7 +308,7 @@ class GitopsRepository:
     def _git_errors(self, action: str) -> Iterator[None]:
         try:
             yield
-        except (pygit2.GitError, KeyError, ValueError) as exc:
+        except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
             raise GitOpsError(f"cannot {action} GitOps repository {self.url}: {exc}") from exc
 
 
@@ -365,14 +373,23 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "default"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def _own_clone(directory: Path, name: str) -> tuple[Path, IO[str]]:
+    """The clone `<name>.git` in `directory`, held for this process's lifetime.
+
+    A lock file marks the owner; when another live process holds `name` (two
+    workers started with the same node name), this process takes a clone of its
+    own instead of sharing refs and packs with it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for candidate in (name, f"{name}-pid{os.getpid()}"):
+        handle = open(directory / f"{candidate}.owner", "w")  # noqa: SIM115 - held until exit
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return directory / f"{candidate}.git", handle
+    raise GitOpsError(f"cannot own a clone in {directory}: another process holds it")
 
 
 __all__ = [

@@ -133,6 +133,16 @@ def test_wrong_types_are_422(client: FlaskClient, fixtures_dir: Path) -> None:
     assert "version.event" in response.json["message"]
 
 
+def test_two_environment_configs_for_the_same_env_and_app_are_422(
+    client: FlaskClient, fixtures_dir: Path
+) -> None:
+    artifact = seed(fixtures_dir)
+    artifact["environments"].append(artifact["environments"][0])
+    response = post(client, artifact)
+    assert response.status_code == 422
+    assert "already staging/frontend" in response.json["message"]
+
+
 def test_a_malformed_policy_is_422(client: FlaskClient, fixtures_dir: Path) -> None:
     artifact = seed(fixtures_dir)
     artifact["environments"][0]["deploy"] = {"branch": "[main", "event": "push"}
@@ -175,7 +185,11 @@ def test_artifacts_are_listed_with_the_originals_filters(
     assert ids("branch=main") == {main_id}
     assert ids("event=pr") == {pr_id}
     assert ids(f"sha={'1' * 40}&sha={'2' * 40}") == {main_id, pr_id}
-    assert ids("repository=mycompany/frontend&limit=1") <= {main_id, pr_id}
+    assert ids("repository=mycompany/frontend") == {main_id, pr_id}
+    assert ids("app=mycompany/frontend") == {main_id, pr_id}, "the original's parameter name"
+    assert ids("repository=other/repo") == set()
+    newest_first = client.get("/api/artifacts", headers=ADMIN).json
+    assert [a["id"] for a in newest_first] == [pr_id, main_id]
     assert len(ids("limit=1")) == 1
     assert ids("since=2999-01-01T00:00:00Z") == set()
     assert ids("until=2999-01-01T00:00:00%2B02:00") == {main_id, pr_id}
@@ -185,7 +199,8 @@ def test_artifacts_are_listed_with_the_originals_filters(
 @pytest.mark.parametrize(
     "query",
     ["limit=abc", "limit=0", "limit=100000", "offset=-1", "since=yesterday",
-     "since=2021-01-01", "until=2021-01-01T00:00:00", "event=merge"],
+     "since=2021-01-01", "until=2021-01-01T00:00:00", "event=merge", "branch=a%00b",
+     f"sha={'a' * 200}"],
 )  # fmt: skip
 def test_bad_list_parameters_are_400(client: FlaskClient, query: str) -> None:
     response = client.get(f"/api/artifacts?{query}", headers=ADMIN)

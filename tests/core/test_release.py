@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from gimletd.errors import GitOpsError, TemplateError
+from gimletd.errors import TemplateError, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.models import Artifact, Manifest, Release, ResultStatus
 from gimletd.release import apply_queue, plan_artifact
@@ -185,8 +186,10 @@ def test_an_unreachable_remote_is_retried_then_fails_the_write(
     hidden = gitops_remote.with_name("moved.git")
     gitops_remote.rename(hidden)
     for _ in range(2):
-        with pytest.raises(GitOpsError):
+        with pytest.raises(WriteDeferred, match=r"gitops\.git"):
             apply(store, repo)
+        assert len(store.unfinished_writes(repo.url, "staging")) == 1
+        assert store.stale_queues(older_than=time.time() + 60) == [], "deferred, not stale"
     assert store.event(event_id).status.value == "new"
     assert apply(store, repo) == [ResultStatus.FAILURE]
     event = store.event(event_id)
@@ -209,3 +212,68 @@ def test_a_render_failure_names_the_resolved_app(fixtures_dir: Path) -> None:
     [failure] = plan.failures
     assert (failure.env, failure.app) == ("preview", "frontend-feature-x")
     assert len(plan.retryable) == 1
+
+
+def test_duplicate_environments_release_the_first_and_report_the_second(
+    fixtures_dir: Path,
+) -> None:
+    artifact = seed_artifact(fixtures_dir, branch="main", event="push")
+    artifact.environments.append(artifact.environments[0].model_copy())
+    plan = plan_artifact(
+        artifact, event_id="e", triggered_by="policy", gitops_repo="r", render=fake_render, now=0
+    )
+    assert [(w.env, w.app) for w in plan.writes] == [("staging", "frontend")]
+    [failure] = plan.failures
+    assert (failure.env, failure.app) == ("staging", "frontend#2")
+    assert "resolve to staging/frontend" in failure.reason
+
+
+def test_any_failure_of_a_write_counts_against_its_budget(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug or a full disk must not block the environment forever: the write ends failed."""
+    event_id = queue_release(store, fixtures_dir, repo, "one")
+    later = queue_release(store, fixtures_dir, repo, "two")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(repo, "write", broken)
+    for _ in range(3):  # the third failure ends the first write; the second one then fails once
+        with pytest.raises(WriteDeferred, match="No space left"):
+            apply(store, repo)
+    assert store.event(event_id).status.value == "error"
+    assert "No space left" in store.event(event_id).status_desc
+    monkeypatch.undo()
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    assert store.event(later).status.value == "processed"
+
+
+def test_a_lost_lock_stops_the_queue_without_touching_the_write(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    from gimletd.errors import LockLost
+
+    queue_release(store, fixtures_dir, repo, "one")
+
+    def lost() -> None:
+        raise LockLost("taken over")
+
+    with pytest.raises(LockLost):
+        apply_queue(store, repo, "staging", push_attempts=3, max_attempts=3, keep_alive=lost)
+    [write] = store.unfinished_writes(repo.url, "staging")
+    assert write.attempts == 1
+    assert gitops.commits(gitops_remote) == []
+
+
+def test_a_write_pushed_by_a_worker_whose_lock_expired_is_not_pushed_again(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """The first worker hung past the lock timeout; the second applied its write meanwhile."""
+    first = queue_release(store, fixtures_dir, repo, "one")
+    [write] = store.unfinished_writes(repo.url, "staging")
+    store.start_write(write.id, base_sha="")  # the hung worker had started on an empty remote
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    assert store.finish_write(write.id, ResultStatus.UNCHANGED) is False, "outcome kept"
+    assert store.event(first).results[0].status is ResultStatus.SUCCESS
+    assert len(gitops.commits(gitops_remote)) == 1

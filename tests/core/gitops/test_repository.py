@@ -104,9 +104,19 @@ def test_find_commit_stops_at_the_base(gitops_remote: Path, tmp_path: Path) -> N
 def test_the_clone_persists_between_instances(gitops_remote: Path, tmp_path: Path) -> None:
     first = clone(gitops_remote, tmp_path)
     first.write(change(), "one", head=first.fetch())
+    first.close()
     second = clone(gitops_remote, tmp_path)
     assert second.path == first.path
     assert pygit2.Repository(str(second.path)).is_bare
+
+
+def test_a_clone_in_use_is_not_shared(gitops_remote: Path, tmp_path: Path) -> None:
+    """Two owners with the same name (two workers named alike) get clones of their own."""
+    first = clone(gitops_remote, tmp_path)
+    second = clone(gitops_remote, tmp_path)
+    assert second.path != first.path
+    second.write(change(), "one", head=second.fetch())
+    assert first.fetch() is not None
 
 
 def test_the_remote_default_branch_is_used(tmp_path: Path) -> None:
