@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     git_author_name: str = Field(default="GimletD", validation_alias="GIT_AUTHOR_NAME")
     git_author_email: str = Field(default="gimletd@gimlet.io", validation_alias="GIT_AUTHOR_EMAIL")
     push_attempts: int = Field(default=5, ge=1, validation_alias="GITOPS_PUSH_ATTEMPTS")
+    git_timeout: float = Field(default=30.0, gt=0, validation_alias="GIT_TIMEOUT")
     lock_timeout: float = Field(default=120.0, gt=0, validation_alias="GITOPS_LOCK_TIMEOUT")
 
     # Rendering

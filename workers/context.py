@@ -11,6 +11,7 @@ import logging
 import os
 
 import billiard
+import pygit2
 import redis
 
 from gimletd.charts import CachingChartLoader
@@ -61,6 +62,9 @@ def gitops_repo() -> GitopsRepository:
     if not config.gitops_repo:
         init_bare(config.default_gitops_repo_path)
     token = config.gitops_repo_token.get_secret_value() if config.gitops_repo_token else None
+    # A hung connection must not outlive the environment lock: bound libgit2's waits.
+    pygit2.settings.server_connect_timeout = int(config.git_timeout * 1000)
+    pygit2.settings.server_timeout = int(config.git_timeout * 1000)
     index = billiard.process.current_process().index or 0
     return GitopsRepository(
         config.resolved_gitops_repo,
