@@ -22,6 +22,7 @@ from gimletd.store import Store
 pytest_plugins = [
     "tests.support.charts",
     "tests.support.databases",
+    "tests.support.gitdaemon",
     "tests.support.processes",
 ]
 

@@ -1,18 +1,23 @@
-"""The GitOps repository on pygit2: a persistent bare clone, commits built from trees, pushes.
+"""The GitOps repository on pygit2: commits built from trees, pushed without force.
 
 Unlike the Go original, nothing is cloned per release and no working tree is
-checked out: each write fetches the branch head into a clone that outlives it,
-builds the new tree from the head's tree with only `<env>/<app>/` replaced, and
-pushes the commit without force. When the remote moved on in between, the push
-is rejected and the same change is rebuilt on the new head (I4: foreign commits
-survive).
+checked out. A write reads the branch head, builds the new tree from the head's
+tree with only `<env>/<app>/` replaced, commits, and moves the remote branch
+only if it still points at that head. When the remote moved on in between, the
+write is rejected and the same change is rebuilt on the new head (I4: foreign
+commits survive).
 
-A remote on a local path (or `file://`) is pushed to by writing the new objects
-into it and moving its branch in a reference transaction that checks the old
-value under git's own ref lock. libgit2's local transport checks fast-forward
-only when it connects and then force-writes the ref, so two concurrent pushes
-could both "succeed" and one commit would be lost; network remotes have
-receive-pack do the same compare-and-swap on the server.
+Where the objects are read and written depends on where the remote is:
+
+- A network remote (ssh, https, git): in a persistent bare clone of this
+  process, kept under REPO_CACHE_PATH; each write fetches the branch into it and
+  pushes; receive-pack on the server does the compare-and-swap of the branch.
+- A remote on a local path or `file://` URL: in the remote itself, and the
+  branch is moved in a reference transaction that checks the old value under
+  git's own ref lock. A clone would only copy every object twice, and libgit2's
+  local transport cannot be used to push safely: it checks fast-forward when it
+  connects and then force-writes the ref, so two concurrent pushes could both
+  "succeed" and one commit would be lost.
 
 This is the only module that uses pygit2 for the GitOps repository, and it
 translates pygit2's errors: a refused push is `PushRejected`, anything else
@@ -112,10 +117,10 @@ def init_bare(path: Path, branch: str = DEFAULT_BRANCH) -> None:
 
 
 class GitopsRepository:
-    """A GitOps repository remote and this process's persistent clone of it.
+    """The GitOps repository as one worker process writes to it.
 
-    `clone_name` tells clones apart: every worker process owns one, so processes
-    never contend for the same refs or pack files.
+    `clone_name` tells clones of a network remote apart: every worker process
+    owns one, so processes never contend for the same refs or pack files.
     """
 
     def __init__(
@@ -133,27 +138,38 @@ class GitopsRepository:
         self._credentials = credentials or Credentials()
         self._signature = (author_name, author_email)
         self._local_remote = _local_path(url)
-        slug = hashlib.sha256(url.encode()).hexdigest()[:16]
-        with self._git_errors("prepare the clone of"):
-            self.path, self._owner_lock = _own_clone(cache_dir / slug, _safe(clone_name))
-            weakref.finalize(self, self._owner_lock.close)
-            self._repo = self._open_clone()
+        self._owner_lock: IO[str] | None = None
+        with self._git_errors("open"):
+            if self._local_remote is not None:
+                self.path = self._local_remote
+                self._repo = pygit2.Repository(str(self._local_remote))
+            else:
+                slug = hashlib.sha256(url.encode()).hexdigest()[:16]
+                self.path, self._owner_lock = _own_clone(cache_dir / slug, _safe(clone_name))
+                weakref.finalize(self, self._owner_lock.close)
+                self._repo = self._open_clone()
         self.branch = branch or self._remote_default_branch()
+        self._branch_ref = f"refs/heads/{self.branch}"
         self._tracking_ref = f"refs/gimletd/remote/{self.branch}"
 
     def close(self) -> None:
-        """Give up this process's claim on the clone (it stays on disk for the next owner)."""
-        self._owner_lock.close()
+        """Give up this process's claim on its clone (it stays on disk for the next owner)."""
+        if self._owner_lock is not None:
+            self._owner_lock.close()
 
     # -- reading ---------------------------------------------------------------
 
     def fetch(self) -> str | None:
-        """Bring the remote branch head into the clone; its sha, or None when the branch is new."""
-        spec = f"+refs/heads/{self.branch}:{self._tracking_ref}"
+        """The remote branch head (fetched into the clone); None when the branch is new."""
+        if self._local_remote is not None:
+            with self._git_errors("read the head of"):
+                ref = self._repo.references.get(self._branch_ref)
+            return None if ref is None else str(ref.target)
+        spec = f"+{self._branch_ref}:{self._tracking_ref}"
         with self._git_errors("fetch"):
             self._remote.fetch([spec], callbacks=_Callbacks(self._credentials))
-        ref = self._repo.references.get(self._tracking_ref)
-        return None if ref is None else str(ref.target)
+        tracking = self._repo.references.get(self._tracking_ref)
+        return None if tracking is None else str(tracking.target)
 
     def read_file(self, commit: str, path: str) -> bytes | None:
         """The content of `path` at `commit`, or None when it does not exist."""
@@ -219,31 +235,26 @@ class GitopsRepository:
             parents = [pygit2.Oid(hex=head)] if head else []
             commit = self._repo.create_commit(None, signature, signature, message, tree_id, parents)
         if self._local_remote is not None:
-            self._push_local(self._local_remote, str(commit), expected=head)
+            self._move_branch(str(commit), expected=head)
         else:
             self._push(str(commit))
-        with self._git_errors("record the pushed head in the clone of"):
-            self._repo.references.create(self._tracking_ref, commit, force=True)
+            with self._git_errors("record the pushed head in the clone of"):
+                self._repo.references.create(self._tracking_ref, commit, force=True)
         return WriteResult(WriteOutcome.COMMITTED, str(commit))
 
-    def _push_local(self, remote_path: Path, commit: str, *, expected: str | None) -> None:
-        """Copy the new objects into a remote on disk and compare-and-swap its branch."""
-        ref = f"refs/heads/{self.branch}"
-        with self._git_errors("push to"):
-            remote = pygit2.Repository(str(remote_path))
-            _copy_missing_objects(self._repo, remote, pygit2.Oid(hex=commit))
-            with remote.transaction() as transaction:
-                try:
-                    transaction.lock_ref(ref)
-                except pygit2.GitError as exc:
-                    raise PushRejected(f"{ref} of {self.url} is being updated: {exc}") from exc
-                current = remote.references.get(ref)
-                current_sha = None if current is None else str(current.target)
-                if current_sha != expected:
-                    raise PushRejected(
-                        f"push to {self.url} was rejected: {ref} moved to {current_sha}"
-                    )
-                transaction.set_target(ref, commit, message="push by GimletD")
+    def _move_branch(self, commit: str, *, expected: str | None) -> None:
+        """Compare-and-swap the branch of a remote on disk, under git's ref lock."""
+        ref = self._branch_ref
+        with self._git_errors("move the branch of"), self._repo.transaction() as transaction:
+            try:
+                transaction.lock_ref(ref)
+            except pygit2.GitError as exc:
+                raise PushRejected(f"{ref} of {self.url} is being updated: {exc}") from exc
+            current = self._repo.references.get(ref)
+            current_sha = None if current is None else str(current.target)
+            if current_sha != expected:
+                raise PushRejected(f"push to {self.url} was rejected: {ref} moved to {current_sha}")
+            transaction.set_target(ref, commit, message="push by GimletD")
 
     def _push(self, commit: str) -> None:
         temp_ref = f"refs/gimletd/push/{uuid.uuid4().hex}"
@@ -261,18 +272,25 @@ class GitopsRepository:
         if callbacks.rejected is not None:
             raise PushRejected(f"push to {self.url} was rejected: {callbacks.rejected}")
 
+    def _blob(self, content: bytes) -> pygit2.Oid:
+        """The blob of `content`, written only when the object store lacks it.
+
+        Most files of a release are unchanged from the last one (only the image
+        tag moves), and writing a loose object costs far more than hashing it.
+        """
+        oid = pygit2.hash(content)
+        return oid if oid in self._repo else self._repo.create_blob(content)
+
     def _build_tree(self, base: pygit2.Tree | None, change: AppChange) -> pygit2.Oid:
         """The root tree with `<env>/<app>/` replaced and the env-level files set."""
         env_tree = _subtree(self._repo, base, change.env)
         app_builder = self._repo.TreeBuilder()
         for name in sorted(change.files):
-            app_builder.insert(
-                name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB
-            )
+            app_builder.insert(name, self._blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB)
         env_builder = self._repo.TreeBuilder(env_tree) if env_tree else self._repo.TreeBuilder()
         env_builder.insert(change.app, app_builder.write(), pygit2.GIT_FILEMODE_TREE)
         for name, content in sorted(change.env_files.items()):
-            env_builder.insert(name, self._repo.create_blob(content), pygit2.GIT_FILEMODE_BLOB)
+            env_builder.insert(name, self._blob(content), pygit2.GIT_FILEMODE_BLOB)
         root = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
         root.insert(change.env, env_builder.write(), pygit2.GIT_FILEMODE_TREE)
         return root.write()
@@ -297,11 +315,17 @@ class GitopsRepository:
 
     def _remote_default_branch(self) -> str:
         """The remote's HEAD branch, or `main` for an empty remote."""
+        if self._local_remote is not None:
+            with self._git_errors("read HEAD of"):
+                local_head = self._repo.references.get("HEAD")
+            if local_head is not None and local_head.type == pygit2.enums.ReferenceType.SYMBOLIC:
+                return str(local_head.target).removeprefix("refs/heads/")
+            return DEFAULT_BRANCH
         with self._git_errors("list remote branches"):
-            heads = self._remote.list_heads(callbacks=_Callbacks(self._credentials))
-        for head in heads:
-            if head.name == "HEAD" and head.symref_target:
-                return str(head.symref_target).removeprefix("refs/heads/")
+            remote_heads = self._remote.list_heads(callbacks=_Callbacks(self._credentials))
+        for remote_head in remote_heads:
+            if remote_head.name == "HEAD" and remote_head.symref_target:
+                return str(remote_head.symref_target).removeprefix("refs/heads/")
         return DEFAULT_BRANCH
 
     @contextlib.contextmanager
@@ -330,29 +354,6 @@ def _local_path(url: str) -> Path | None:
     if "://" in url or re.match(r"^[\w.-]+@[\w.-]+:", url):
         return None
     return Path(url)
-
-
-def _copy_missing_objects(
-    source: pygit2.Repository, target: pygit2.Repository, commit: pygit2.Oid
-) -> None:
-    """Write `commit` and the trees and blobs it adds into `target`, parents first."""
-    pending = [commit]
-    seen: set[pygit2.Oid] = set()
-    objects: list[pygit2.Object] = []
-    while pending:
-        oid = pending.pop()
-        if oid in seen or oid in target:
-            continue
-        seen.add(oid)
-        obj = source[oid]
-        objects.append(obj)
-        if isinstance(obj, pygit2.Commit):
-            pending.append(obj.tree_id)
-        elif isinstance(obj, pygit2.Tree):
-            # Submodule entries point at commits of another repository: nothing to copy.
-            pending.extend(e.id for e in obj if e.filemode != pygit2.GIT_FILEMODE_COMMIT)
-    for obj in reversed(objects):
-        target.odb.write(obj.type, obj.read_raw())
 
 
 def _is_rejection(message: str) -> bool:

@@ -1,61 +1,55 @@
-"""The pygit2 GitOps repository against real bare remotes on disk."""
+"""The pygit2 GitOps repository against real remotes: a bare repo on disk and `git daemon`."""
 
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pygit2
 import pytest
 
 from gimletd.errors import GitOpsError, PushRejected
-from gimletd.gitops.repository import (
-    AppChange,
-    GitopsRepository,
-    WriteOutcome,
-    init_bare,
-)
+from gimletd.gitops.repository import AppChange, GitopsRepository, WriteOutcome, init_bare
+from tests.support.gitdaemon import Remote
 
 
 def change(env: str = "staging", app: str = "frontend", content: bytes = b"a: 1\n") -> AppChange:
     return AppChange(env, app, {"deployment.yaml": content}, {"release.json": b"{}\n"})
 
 
-def clone(remote: Path, tmp_path: Path, name: str = "w0") -> GitopsRepository:
-    return GitopsRepository(str(remote), cache_dir=tmp_path / "cache", clone_name=name)
+def open_repo(url: str, tmp_path: Path, name: str = "w0", **kwargs: str) -> GitopsRepository:
+    return GitopsRepository(url, cache_dir=tmp_path / "cache", clone_name=name, **kwargs)
 
 
-def remote_files(remote: Path, ref: str = "main") -> set[str]:
-    out = subprocess.run(
-        ["git", "--git-dir", str(remote), "ls-tree", "-r", "--name-only", ref],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return set(out.stdout.split())
+def git(bare: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(bare), *args], capture_output=True, text=True, check=True
+    ).stdout
 
 
-def test_first_write_to_an_empty_remote_creates_the_branch(
-    gitops_remote: Path, tmp_path: Path
-) -> None:
-    repo = clone(gitops_remote, tmp_path)
+def remote_files(bare: Path, ref: str = "main") -> set[str]:
+    return set(git(bare, "ls-tree", "-r", "--name-only", ref).split())
+
+
+def test_first_write_to_an_empty_remote_creates_the_branch(remote: Remote, tmp_path: Path) -> None:
+    repo = open_repo(remote.url, tmp_path)
     assert repo.branch == "main"
     assert repo.fetch() is None
     result = repo.write(change(), "first", head=None)
     assert result.outcome is WriteOutcome.COMMITTED
-    assert remote_files(gitops_remote) == {
-        "staging/frontend/deployment.yaml",
-        "staging/release.json",
-    }
+    assert remote_files(remote.bare) == {"staging/frontend/deployment.yaml", "staging/release.json"}
 
 
 def test_a_write_replaces_the_app_directory_and_keeps_everything_else(
-    gitops_remote: Path, tmp_path: Path
+    remote: Remote, tmp_path: Path
 ) -> None:
-    repo = clone(gitops_remote, tmp_path)
+    repo = open_repo(remote.url, tmp_path)
     repo.write(AppChange("staging", "frontend", {"old.yaml": b"x\n"}, {}), "one", head=repo.fetch())
     repo.write(change("staging", "backend"), "two", head=repo.fetch())
     repo.write(change("prod", "frontend"), "three", head=repo.fetch())
     repo.write(change("staging", "frontend"), "four", head=repo.fetch())
-    assert remote_files(gitops_remote) == {
+    assert remote_files(remote.bare) == {
         "staging/frontend/deployment.yaml",
         "staging/backend/deployment.yaml",
         "staging/release.json",
@@ -64,33 +58,33 @@ def test_a_write_replaces_the_app_directory_and_keeps_everything_else(
     }
 
 
-def test_a_write_that_changes_nothing_makes_no_commit(gitops_remote: Path, tmp_path: Path) -> None:
-    repo = clone(gitops_remote, tmp_path)
+def test_a_write_that_changes_nothing_makes_no_commit(remote: Remote, tmp_path: Path) -> None:
+    repo = open_repo(remote.url, tmp_path)
     first = repo.write(change(), "one", head=repo.fetch())
     again = repo.write(change(), "two", head=repo.fetch())
     assert again.outcome is WriteOutcome.UNCHANGED
     assert again.commit == first.commit
+    assert git(remote.bare, "rev-list", "--count", "main").strip() == "1"
 
 
 def test_a_push_on_a_stale_head_is_rejected_and_nothing_is_lost(
-    gitops_remote: Path, tmp_path: Path
+    remote: Remote, tmp_path: Path
 ) -> None:
     """Another writer's commit is never overwritten: the stale push fails (I4)."""
-    ours, theirs = clone(gitops_remote, tmp_path, "a"), clone(gitops_remote, tmp_path, "b")
+    ours, theirs = open_repo(remote.url, tmp_path, "a"), open_repo(remote.url, tmp_path, "b")
     ours.write(change(), "base", head=ours.fetch())
     stale = ours.fetch()
     theirs.write(change("prod", "api"), "foreign", head=theirs.fetch())
     with pytest.raises(PushRejected):
         ours.write(change("staging", "web"), "ours", head=stale)
     ours.write(change("staging", "web"), "ours", head=ours.fetch())
-    assert "prod/api/deployment.yaml" in remote_files(gitops_remote)
-    assert "staging/web/deployment.yaml" in remote_files(gitops_remote)
-    fsck = subprocess.run(["git", "--git-dir", str(gitops_remote), "fsck"], capture_output=True)
+    assert {"prod/api/deployment.yaml", "staging/web/deployment.yaml"} <= remote_files(remote.bare)
+    fsck = subprocess.run(["git", "--git-dir", str(remote.bare), "fsck"], capture_output=True)
     assert fsck.returncode == 0
 
 
-def test_find_commit_stops_at_the_base(gitops_remote: Path, tmp_path: Path) -> None:
-    repo = clone(gitops_remote, tmp_path)
+def test_find_commit_stops_at_the_base(remote: Remote, tmp_path: Path) -> None:
+    repo = open_repo(remote.url, tmp_path)
     target = repo.write(change(), "release\n\nGimlet-Event: e1\n", head=repo.fetch()).commit
     base = repo.fetch()
     repo.write(change(content=b"b: 2\n"), "later", head=base)
@@ -101,47 +95,60 @@ def test_find_commit_stops_at_the_base(gitops_remote: Path, tmp_path: Path) -> N
     assert repo.find_commit(head, since=base, matches=wanted) is None
 
 
-def test_the_clone_persists_between_instances(gitops_remote: Path, tmp_path: Path) -> None:
-    first = clone(gitops_remote, tmp_path)
+def test_files_are_read_back_at_a_commit(remote: Remote, tmp_path: Path) -> None:
+    repo = open_repo(remote.url, tmp_path)
+    commit = repo.write(change(), "one", head=repo.fetch()).commit
+    assert repo.read_file(commit, "staging/frontend/deployment.yaml") == b"a: 1\n"
+    assert repo.read_file(commit, "staging/missing.yaml") is None
+    assert repo.list_dir(commit, "staging/frontend") == {"deployment.yaml": b"a: 1\n"}
+    assert repo.list_dir(commit, "prod/frontend") == {}
+
+
+def test_the_remote_default_branch_is_used(remote: Remote, tmp_path: Path) -> None:
+    seed = open_repo(remote.url, tmp_path, "seed", branch="trunk")
+    seed.write(change(), "one", head=None)
+    git(remote.bare, "symbolic-ref", "HEAD", "refs/heads/trunk")
+    assert open_repo(remote.url, tmp_path, "other").branch == "trunk"
+
+
+def test_a_network_clone_persists_between_owners(git_daemon: Remote, tmp_path: Path) -> None:
+    first = open_repo(git_daemon.url, tmp_path)
     first.write(change(), "one", head=first.fetch())
     first.close()
-    second = clone(gitops_remote, tmp_path)
+    second = open_repo(git_daemon.url, tmp_path)
     assert second.path == first.path
     assert pygit2.Repository(str(second.path)).is_bare
+    assert second.fetch() is not None
 
 
-def test_a_clone_in_use_is_not_shared(gitops_remote: Path, tmp_path: Path) -> None:
+def test_a_network_clone_in_use_is_not_shared(git_daemon: Remote, tmp_path: Path) -> None:
     """Two owners with the same name (two workers named alike) get clones of their own."""
-    first = clone(gitops_remote, tmp_path)
-    second = clone(gitops_remote, tmp_path)
+    first = open_repo(git_daemon.url, tmp_path)
+    second = open_repo(git_daemon.url, tmp_path)
     assert second.path != first.path
     second.write(change(), "one", head=second.fetch())
     assert first.fetch() is not None
 
 
-def test_the_remote_default_branch_is_used(tmp_path: Path) -> None:
-    """An empty remote advertises no branch, so the first writer names it; others follow HEAD."""
-    remote = tmp_path / "trunk.git"
-    init_bare(remote, branch="trunk")
-    seed = GitopsRepository(str(remote), cache_dir=tmp_path / "c", clone_name="s", branch="trunk")
-    seed.write(change(), "one", head=None)
-    assert clone(remote, tmp_path, "other").branch == "trunk"
-
-
-def test_file_urls_work_like_paths(gitops_remote: Path, tmp_path: Path) -> None:
-    repo = GitopsRepository(f"file://{gitops_remote}", cache_dir=tmp_path / "c", clone_name="f")
+def test_a_remote_on_disk_is_written_in_place(gitops_remote: Path, tmp_path: Path) -> None:
+    """No clone of a remote on disk: its objects are written once, into the remote."""
+    repo = open_repo(f"file://{gitops_remote}", tmp_path)
     repo.write(change(), "one", head=repo.fetch())
+    assert repo.path == gitops_remote
+    assert not (tmp_path / "cache").exists()
     assert "staging/frontend/deployment.yaml" in remote_files(gitops_remote)
 
 
 def test_an_unreachable_remote_is_a_gitops_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(GitOpsError, match=r"missing\.git"):
-        clone(tmp_path / "missing.git", tmp_path)
+        open_repo(str(tmp_path / "missing.git"), tmp_path)
+    with pytest.raises(GitOpsError, match=r"127\.0\.0\.1:9"):
+        open_repo("git://127.0.0.1:9/missing.git", tmp_path)
 
 
-def _write_many(remote: str, cache: str, name: str, count: int) -> int:
+def _write_many(url: str, cache: str, name: str, count: int) -> int:
     """Write `count` releases of app `name`, re-applying on the new head when rejected."""
-    repo = GitopsRepository(remote, cache_dir=Path(cache), clone_name=name)
+    repo = GitopsRepository(url, cache_dir=Path(cache), clone_name=name)
     rejected = 0
     for n in range(count):
         while True:
@@ -153,20 +160,21 @@ def _write_many(remote: str, cache: str, name: str, count: int) -> int:
     return rejected
 
 
-def test_concurrent_writers_never_lose_a_commit(gitops_remote: Path, tmp_path: Path) -> None:
+def test_concurrent_writers_never_lose_a_commit(remote: Remote, tmp_path: Path) -> None:
     """Four processes pushing to one branch: every commit lands, none is overwritten (I4)."""
-    from concurrent.futures import ProcessPoolExecutor
-
     writers, count = 4, 10
     with ProcessPoolExecutor(writers) as pool:
         futures = [
-            pool.submit(_write_many, str(gitops_remote), str(tmp_path / "c"), f"app{i}", count)
+            pool.submit(_write_many, remote.url, str(tmp_path / "c"), f"app{i}", count)
             for i in range(writers)
         ]
         rejected = sum(f.result() for f in futures)
-    log = subprocess.run(
-        ["git", "--git-dir", str(gitops_remote), "log", "--format=%s", "main"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert sorted(log) == sorted(f"app{i}" for i in range(writers) for _ in range(count))
+    subjects = git(remote.bare, "log", "--format=%s", "main").split()
+    assert sorted(subjects) == sorted(f"app{i}" for i in range(writers) for _ in range(count))
     assert rejected > 0, "the writers never raced; the test proves nothing"
+
+
+def test_init_bare_is_idempotent(tmp_path: Path) -> None:
+    init_bare(tmp_path / "r.git", branch="trunk")
+    init_bare(tmp_path / "r.git", branch="main")
+    assert git(tmp_path / "r.git", "symbolic-ref", "HEAD").strip() == "refs/heads/trunk"

@@ -1,0 +1,71 @@
+"""A real network git remote for tests: `git daemon` serving bare repositories on a free port.
+
+libgit2 speaks the git protocol to it and the daemon runs receive-pack, so pushes
+get the same server-side compare-and-swap as on GitHub or GitLab.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gimletd.gitops.repository import init_bare
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A GitOps remote as GimletD is configured with it, and the bare repository behind it."""
+
+    url: str
+    bare: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def git_daemon(tmp_path: Path) -> Iterator[Remote]:
+    """A bare repository served by `git daemon` with pushes enabled."""
+    if shutil.which("git") is None:
+        pytest.fail("git is not installed: ./dev test installs it")
+    base = tmp_path / "served"
+    bare = base / "gitops.git"
+    init_bare(bare)
+    port = _free_port()
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
+         "--informative-errors", f"--base-path={base}", "--listen=127.0.0.1",
+         f"--port={port}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("git daemon did not start")
+        time.sleep(0.05)
+    yield Remote(f"git://127.0.0.1:{port}/gitops.git", bare)
+    daemon.terminate()
+    daemon.wait(timeout=10)
+
+
+@pytest.fixture(params=["path", "git-daemon"])
+def remote(request: pytest.FixtureRequest, gitops_remote: Path) -> Remote:
+    """Each kind of remote GimletD writes differently: on disk, and over the network."""
+    if request.param == "path":
+        return Remote(str(gitops_remote), gitops_remote)
+    daemon: Remote = request.getfixturevalue("git_daemon")
+    return daemon
