@@ -17,6 +17,8 @@ multi-line strings as `|` blocks.
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any, ClassVar
 
 import yaml
@@ -153,7 +155,26 @@ def load_value(text: str, *, what: str) -> Any:
 
 
 def dump(resource: Any) -> bytes:
-    """`resource` as UTF-8 YAML bytes; equal inputs give equal bytes."""
+    """`resource` as UTF-8 YAML bytes; equal inputs give equal bytes.
+
+    The pure-Python emitter is slow and most resources of a release are the same
+    as in the last one (only the Deployment's image moves), so output is cached
+    by the resource's JSON form, which tells apart everything the YAML shows:
+    key order, and strings from numbers, booleans and null.
+    """
+    try:
+        key = json.dumps(resource, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return _emit(resource)
+    return _dump_cached(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dump_cached(resource_json: str) -> bytes:
+    return _emit(json.loads(resource_json))
+
+
+def _emit(resource: Any) -> bytes:
     text = yaml.dump(
         resource,
         Dumper=_Dumper,

@@ -8,14 +8,14 @@ import time
 from celery import Task
 from celery.exceptions import Retry
 
-from gimletd.errors import Conflict, StoreUnavailable
+from gimletd.errors import Conflict, StoreUnavailable, WriteDeferred
 from gimletd.gitops.layout import POLICY_TRIGGER
 from gimletd.models import EventType
 from gimletd.release import plan_artifact
 from gimletd.store import Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
-from workers.gitops import queue_drains
+from workers.gitops import drain, drain_queue, queue_drains
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,23 @@ def process(self: Task, event_id: str) -> None:
     except Exception as exc:
         store.note_event_problem(event_id, f"attempt {claim.attempts} failed: {exc}")
         raise
-    queue_drains(queues)
+    for queue in queues:
+        _drain_now(*queue)
+
+
+def _drain_now(gitops_repo: str, env: str) -> None:
+    """Apply the writes just planned right here, saving a trip through the queue.
+
+    When the environment's lock is taken its holder applies them; a failed
+    write or any other problem leaves them to a drain task.
+    """
+    try:
+        drain_queue(gitops_repo, env)
+    except WriteDeferred as exc:
+        drain.apply_async((gitops_repo, env), countdown=exc.delay)
+    except Exception:
+        log.exception("applying the writes to %s here failed; a drain task takes over", env)
+        drain.delay(gitops_repo, env)
 
 
 def _gave_up(store: Store, event_id: str, attempts: int) -> str:

@@ -65,7 +65,8 @@ def gitops_repo() -> GitopsRepository:
     # A hung connection must not outlive the environment lock: bound libgit2's waits.
     pygit2.settings.server_connect_timeout = int(config.git_timeout * 1000)
     pygit2.settings.server_timeout = int(config.git_timeout * 1000)
-    index = billiard.process.current_process().index or 0
+    # Only prefork children have an index; the solo and threads pools run in one process.
+    index = getattr(billiard.process.current_process(), "index", None) or 0
     return GitopsRepository(
         config.resolved_gitops_repo,
         cache_dir=config.resolved_repo_cache_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 
 from celery import Task
@@ -17,6 +18,14 @@ from workers.locks import env_lock
 log = logging.getLogger(__name__)
 
 
+class Drained(enum.Enum):
+    """How a drain attempt ended."""
+
+    DONE = "done"  # the queue was empty when the lock was released
+    BUSY = "busy"  # another worker holds the lock and drains the queue
+    MORE = "more"  # writes arrived after the last look; another drain was queued
+
+
 @app.task(
     bind=True,
     name="gimletd.gitops.drain",
@@ -26,11 +35,25 @@ log = logging.getLogger(__name__)
 def drain(self: Task, gitops_repo: str, env: str) -> None:
     """Apply every unfinished write of `env` in acceptance order (I3).
 
+    A failed write is deferred by `apply_queue` (WriteDeferred); the task is
+    retried after the write's delay.
+    """
+    try:
+        drain_queue(gitops_repo, env)
+    except WriteDeferred as exc:
+        raise self.retry(countdown=exc.delay, max_retries=None, exc=exc) from exc
+
+
+def drain_queue(gitops_repo: str, env: str) -> Drained:
+    """Apply `env`'s unfinished writes under its lock; the one place that drains.
+
     One drain at a time per environment. A drain that finds the lock taken
     simply ends: the holder looks at the queue again after releasing the lock
-    and asks for another drain if a write arrived meanwhile, so nothing waits
-    and no task spins on a busy lock. A killed holder's lock expires after
-    GITOPS_LOCK_TIMEOUT, and the sweep asks for a drain of queues left behind.
+    and queues another drain if a write arrived meanwhile, so nothing waits and
+    no task spins on a busy lock. A killed holder's lock expires after
+    GITOPS_LOCK_TIMEOUT, and the sweep queues drains for queues left behind.
+
+    :raise WriteDeferred: a write failed and waits for its retry delay.
     """
     store = context.store()
     repo = context.gitops_repo()
@@ -38,11 +61,11 @@ def drain(self: Task, gitops_repo: str, env: str) -> None:
         reason = f"this GimletD writes to {repo.url}, not {gitops_repo} (GITOPS_REPO changed?)"
         log.error("writes to %s in %s cannot be applied: %s", env, gitops_repo, reason)
         store.fail_unfinished_writes(gitops_repo, env, reason)
-        return
+        return Drained.DONE
     settings = context.settings()
     lock = env_lock(context.redis_client(), gitops_repo, env, timeout=settings.lock_timeout)
     if not lock.acquire():
-        return
+        return Drained.BUSY
     try:
         apply_queue(
             store,
@@ -54,16 +77,13 @@ def drain(self: Task, gitops_repo: str, env: str) -> None:
         )
     except LockLost:
         log.warning("lost the gitops lock of %s; its new holder carries on", env)
-        return
-    except WriteDeferred as exc:
+        return Drained.BUSY
+    finally:
         _release(lock, env)
-        raise self.retry(countdown=exc.delay, max_retries=None, exc=exc) from exc
-    except BaseException:
-        _release(lock, env)
-        raise
-    _release(lock, env)
     if store.has_unfinished_writes(gitops_repo, env):
         drain.delay(gitops_repo, env)
+        return Drained.MORE
+    return Drained.DONE
 
 
 def _renew(lock: Lock, env: str) -> None:
@@ -77,8 +97,8 @@ def _renew(lock: Lock, env: str) -> None:
 def _release(lock: Lock, env: str) -> None:
     try:
         lock.release()
-    except LockError:  # it expired while we worked; whoever holds it now drains
-        log.warning("the gitops lock of %s expired before it was released", env)
+    except LockError:  # it expired while we worked (or was lost); whoever holds it drains
+        log.warning("the gitops lock of %s was no longer ours to release", env)
 
 
 def queue_drains(queues: list[tuple[str, str]]) -> None:

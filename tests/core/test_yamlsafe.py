@@ -118,3 +118,26 @@ def test_dump_does_not_wrap_long_strings() -> None:
 def test_dump_round_trips() -> None:
     resource = {"a": [1, {"b": None, "c": True}], "d": "multi\nline", "e": "2024-01-02"}
     assert yamlsafe.load(yamlsafe.dump(resource).decode(), what="test") == resource
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"a": 1, "b": "1", "c": True, "d": "true", "e": None, "f": "null", "g": 1.5},
+        {"b": 1, "a": 2},
+        {"a": 2, "b": 1},
+        {"text": "line one\nline two\n", "list": [1, "1", [], {}]},
+        {"unicode": "äé漢", "float": 1.0, "int": 1},
+    ],
+)
+def test_cached_dumps_equal_fresh_ones(resource: dict[str, object]) -> None:
+    """The dump cache never changes a byte: same output as the emitter called directly."""
+    first = yamlsafe.dump(resource)
+    assert yamlsafe.dump(resource) == first == yamlsafe._emit(resource)
+
+
+def test_the_cache_tells_apart_what_yaml_tells_apart() -> None:
+    assert yamlsafe.dump({"a": 1}) != yamlsafe.dump({"a": "1"})
+    assert yamlsafe.dump({"a": 1}) != yamlsafe.dump({"a": 1.0})
+    assert yamlsafe.dump({"a": 1}) != yamlsafe.dump({"a": True})
+    assert yamlsafe.dump({"a": 1, "b": 2}) != yamlsafe.dump({"b": 2, "a": 1})
