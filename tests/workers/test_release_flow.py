@@ -160,3 +160,24 @@ def test_a_foreign_commit_between_two_releases_is_preserved(
     assert gitops.read(gitops_remote, "infra/namespace.yaml") == "kind: Namespace\n"
     deployment = gitops.read(gitops_remote, "staging/frontend/deployment-frontend.yaml")
     assert "f" * 40 in deployment
+
+
+def test_an_unreachable_chart_source_ends_the_event_in_an_error_naming_it(
+    client: FlaskClient,
+    artifact: dict[str, Any],
+    gitops_remote: Path,
+    settings: Any,
+    start_workers: StartWorkers,
+) -> None:
+    """As the seed artifact's public chart repository does on a machine without internet."""
+    start_workers(settings)
+    unreachable = "http://127.0.0.1:9/charts"
+    pushed = on_branch(artifact, "main", "push")
+    pushed["environments"][0]["chart"]["repository"] = unreachable
+    posted = post_artifact(client, pushed)
+    event = wait_for_event(client, posted["eventId"])
+
+    assert event["status"] == "error"
+    assert unreachable in event["statusDesc"]
+    assert "staging/frontend" in event["statusDesc"]
+    assert gitops.commits(gitops_remote) == []
