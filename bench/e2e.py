@@ -363,20 +363,10 @@ def artifacts(count: int, envs: int, chart_url: str) -> list[dict[str, Any]]:
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process exactly `settings`.
-
-    As in tests/support/processes.py, which imports pytest and so is not imported here.
-    """
-    aliases = {str(f.validation_alias) for f in Settings.model_fields.values()}
-    env = {key: value for key, value in os.environ.items() if key.upper() not in aliases}
-    for name, model_field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if value is None or not isinstance(model_field.validation_alias, str):
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[model_field.validation_alias] = str(getattr(value, "value", value))
-    return env
+    """This process's environment without GimletD variables, plus exactly `settings`."""
+    ours = {str(f.validation_alias) for f in Settings.model_fields.values()}
+    inherited = {k: v for k, v in os.environ.items() if k.upper() not in ours}
+    return {**inherited, **settings.environment()}
 
 
 def start_redis(work: Path, stack: contextlib.ExitStack) -> tuple[str, Child]:

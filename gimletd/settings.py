@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     stale_after: float = Field(default=30.0, gt=0, validation_alias="STALE_AFTER")
     max_attempts: int = Field(default=10, ge=1, validation_alias="EVENT_MAX_ATTEMPTS")
 
+    def environment(self) -> dict[str, str]:
+        """The environment variables that give a child process exactly these settings."""
+        variables: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None or not isinstance(field.validation_alias, str):
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            variables[field.validation_alias] = str(getattr(value, "value", value))
+        return variables
+
     @property
     def resolved_redis_url(self) -> str:
         return self.redis_url or DEFAULT_REDIS_URL

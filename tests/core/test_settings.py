@@ -75,3 +75,18 @@ def test_secrets_never_show_in_a_repr() -> None:
     shown = repr(settings) + str(settings)
     for secret in ("admin-secret", "db-secret", "git-secret"):
         assert secret not in shown
+
+
+def test_environment_round_trips_for_child_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `gimletd up`, the tests and the benchmark hand to the processes they start."""
+    settings = Settings(
+        data_dir=tmp_path, admin_token="secret", renderer="flux", sweep_interval=2.5, port=9999
+    )
+    variables = settings.environment()
+    assert variables["GIMLETD_ADMIN_TOKEN"] == "secret"
+    assert variables["RENDERER"] == "flux"
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == settings

@@ -18,17 +18,10 @@ READY_TIMEOUT = 60.0
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process exactly `settings`."""
-    aliases = {str(f.validation_alias) for f in Settings.model_fields.values()}
-    env = {key: value for key, value in os.environ.items() if key.upper() not in aliases}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if value is None or not isinstance(field.validation_alias, str):
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[field.validation_alias] = str(getattr(value, "value", value))
-    return env
+    """This process's environment without GimletD variables, plus exactly `settings`."""
+    ours = {str(f.validation_alias) for f in Settings.model_fields.values()}
+    inherited = {k: v for k, v in os.environ.items() if k.upper() not in ours}
+    return {**inherited, **settings.environment()}
 
 
 class Process:
