@@ -50,14 +50,8 @@ def parse_artifact(body: bytes) -> Artifact:
         raise
     if not artifact.version.repository_name:
         raise ApiError(422, "version.repositoryName is required: it names the artifact")
-    seen: dict[tuple[str, str], int] = {}
     for index, manifest in enumerate(artifact.environments):
         where = f"environments[{index}] ({manifest.env}/{manifest.app})"
-        first = seen.setdefault((manifest.env, manifest.app), index)
-        if first != index:
-            raise ApiError(
-                422, f"{where}: environments[{first}] is already {manifest.env}/{manifest.app}"
-            )
         try:
             check_deploy_policy(manifest.deploy)
             check_cleanup_policy(manifest.cleanup)

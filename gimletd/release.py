@@ -144,6 +144,10 @@ def apply_queue(
     """
     reports = []
     for write in store.unfinished_writes(repo.url, env):
+        waiting = write.not_before - time.time()
+        if waiting > 0:
+            # Its retry delay is not over: this drain ends, without counting an attempt.
+            raise WriteDeferred(waiting, f"{write.env}/{write.app} waits for its retry")
         try:
             with log_context(event_id=write.event_id, env=write.env, app=write.app):
                 report = _apply_write(
@@ -244,7 +248,9 @@ def _apply_write(
                 desc=f"already released: {write.env}/{write.app} runs {release.artifact_id}",
             )
         base = head or ""
-        store.start_write(write.id, base_sha=base)
+        if not store.start_write(write.id, base_sha=base):
+            raise LockLost(f"{write.env}/{write.app} was finished by another worker")
+        keep_alive()
         try:
             result = repo.write(change, message, head=head)
         except PushRejected:

@@ -185,6 +185,7 @@ class GitopsWrite:
     base_sha: str
     commit_sha: str
     attempts: int
+    not_before: float
 
 
 @dataclass(frozen=True)
@@ -455,7 +456,7 @@ class Store:
             row = session.scalar(select(EventRow).where(EventRow.id == event_id).with_for_update())
             if row is None:
                 raise NotFound(f"event {event_id!r} does not exist")
-            if row.planned:
+            if row.planned or row.status != EventStatus.NEW.value:
                 return []
             for write in writes:
                 pending = _write_row(
@@ -612,14 +613,19 @@ class Store:
                 )
             )
 
-    def start_write(self, write_id: int, *, base_sha: str) -> None:
-        """Mark a write as being applied on top of `base_sha`, before anything is pushed."""
+    def start_write(self, write_id: int, *, base_sha: str) -> bool:
+        """Mark a write as being applied on top of `base_sha`, before anything is pushed.
+
+        False when the write already has an outcome: another worker, holding the
+        environment's lock after ours expired, finished it; this one must stop.
+        """
         with self.session() as session:
-            session.execute(
+            result = session.execute(
                 update(GitopsWriteRow)
-                .where(GitopsWriteRow.id == write_id)
+                .where(GitopsWriteRow.id == write_id, GitopsWriteRow.status.in_(UNFINISHED))
                 .values(status=ResultStatus.APPLYING.value, base_sha=base_sha, updated=_now())
             )
+            return _rowcount(result) == 1
 
     def count_write_attempt(self, write_id: int) -> None:
         """Count one more try at a write, for the retry budget of an unreachable remote."""
@@ -635,22 +641,33 @@ class Store:
     ) -> bool:
         """Record a write's outcome, and its event's when it was the last, in one transaction.
 
-        Only an unfinished write changes: False when another worker already recorded
-        this write (after its lock expired), so an outcome is never overwritten.
+        Only an unfinished write changes (an atomic conditional update): False when
+        another worker already recorded it, so an outcome is never overwritten. The
+        event row is locked first, so two writes of one event finishing at once on
+        PostgreSQL cannot both miss that the other is done.
         """
         with self.session() as session:
-            row = session.get(GitopsWriteRow, write_id)
-            if row is None:
+            event_id = session.scalar(
+                select(GitopsWriteRow.event_id).where(GitopsWriteRow.id == write_id)
+            )
+            if event_id is None:
                 raise NotFound(f"gitops write {write_id} does not exist")
-            if row.status not in UNFINISHED:
+            event = session.scalar(
+                select(EventRow).where(EventRow.id == event_id).with_for_update()
+            )
+            result = session.execute(
+                update(GitopsWriteRow)
+                .where(GitopsWriteRow.id == write_id, GitopsWriteRow.status.in_(UNFINISHED))
+                .values(
+                    status=status.value,
+                    commit_sha=commit_sha,
+                    status_desc=desc,
+                    files="{}",
+                    updated=_now(),
+                )
+            )
+            if _rowcount(result) != 1:
                 return False
-            row.status = status.value
-            row.commit_sha = commit_sha
-            row.status_desc = desc
-            row.files = "{}"
-            row.updated = _now()
-            session.flush()
-            event = session.scalar(select(EventRow).where(EventRow.id == row.event_id))
             if event is not None:
                 _finish_if_done(session, event)
             return True
@@ -733,6 +750,12 @@ def _make_engine(url: str) -> Engine:
     )
 
 
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE matched (SQLAlchemy types `execute` loosely)."""
+    count: int = result.rowcount
+    return count
+
+
 def _finish_if_done(session: Session, event: EventRow) -> int:
     """Give a planned event its terminal status once every write has an outcome (I5)."""
     if not event.planned or event.status != EventStatus.NEW.value:
@@ -800,6 +823,7 @@ def _write_from_row(row: GitopsWriteRow) -> GitopsWrite:
         base_sha=row.base_sha,
         commit_sha=row.commit_sha,
         attempts=row.attempts,
+        not_before=row.not_before,
     )
 
 

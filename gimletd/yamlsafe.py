@@ -159,17 +159,41 @@ def dump(resource: Any) -> bytes:
 
     The pure-Python emitter is slow and most resources of a release are the same
     as in the last one (only the Deployment's image moves), so output is cached
-    by the resource's JSON form, which tells apart everything the YAML shows:
-    key order, and strings from numbers, booleans and null.
+    by the resource's JSON form. That form tells apart everything YAML shows
+    (key order; strings from numbers, booleans and null) only for JSON-shaped
+    data, so anything else (a non-string key such as `80:`, another type) and
+    large resources bypass the cache.
     """
-    try:
-        key = json.dumps(resource, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
+    if not _json_shaped(resource, depth=0):
+        return _emit(resource)
+    key = json.dumps(resource, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if len(key) > MAX_CACHED_JSON:
         return _emit(resource)
     return _dump_cached(key)
 
 
-@functools.lru_cache(maxsize=4096)
+#: Resources whose JSON form is longer than this are not cached (bounds the cache's memory).
+MAX_CACHED_JSON = 16 * 1024
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_shaped(value: Any, *, depth: int) -> bool:
+    """Whether `value` survives a JSON round trip unchanged: str keys, exact JSON types."""
+    if depth > MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind is dict:
+        return all(
+            type(key) is str and _json_shaped(item, depth=depth + 1) for key, item in value.items()
+        )
+    if kind is list:
+        return all(_json_shaped(item, depth=depth + 1) for item in value)
+    if kind is float:
+        return value == value and value not in (float("inf"), float("-inf"))
+    return kind in _JSON_SCALARS
+
+
+@functools.lru_cache(maxsize=1024)
 def _dump_cached(resource_json: str) -> bytes:
     return _emit(json.loads(resource_json))
 

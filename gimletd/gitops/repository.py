@@ -272,25 +272,23 @@ class GitopsRepository:
         if callbacks.rejected is not None:
             raise PushRejected(f"push to {self.url} was rejected: {callbacks.rejected}")
 
-    def _blob(self, content: bytes) -> pygit2.Oid:
-        """The blob of `content`, written only when the object store lacks it.
-
-        Most files of a release are unchanged from the last one (only the image
-        tag moves), and writing a loose object costs far more than hashing it.
-        """
-        oid = pygit2.hash(content)
-        return oid if oid in self._repo else self._repo.create_blob(content)
-
     def _build_tree(self, base: pygit2.Tree | None, change: AppChange) -> pygit2.Oid:
-        """The root tree with `<env>/<app>/` replaced and the env-level files set."""
+        """The root tree with `<env>/<app>/` replaced and the env-level files set.
+
+        Blobs are always written, even when stored already: libgit2 then refreshes
+        the object's time, as git does, so a `git gc` cannot prune an old
+        unreachable copy just as a new tree starts to use it.
+        """
         env_tree = _subtree(self._repo, base, change.env)
         app_builder = self._repo.TreeBuilder()
         for name in sorted(change.files):
-            app_builder.insert(name, self._blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB)
+            app_builder.insert(
+                name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB
+            )
         env_builder = self._repo.TreeBuilder(env_tree) if env_tree else self._repo.TreeBuilder()
         env_builder.insert(change.app, app_builder.write(), pygit2.GIT_FILEMODE_TREE)
         for name, content in sorted(change.env_files.items()):
-            env_builder.insert(name, self._blob(content), pygit2.GIT_FILEMODE_BLOB)
+            env_builder.insert(name, self._repo.create_blob(content), pygit2.GIT_FILEMODE_BLOB)
         root = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
         root.insert(change.env, env_builder.write(), pygit2.GIT_FILEMODE_TREE)
         return root.write()

@@ -102,6 +102,12 @@ def apply(store: Store, repo: GitopsRepository, env: str = "staging") -> list[Re
     return [r.status for r in reports]
 
 
+def retry_delays_pass(store: Store) -> None:
+    """As if every deferred write's retry delay were over."""
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE gitops_writes SET not_before = 0")
+
+
 def test_writes_are_applied_in_acceptance_order(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
 ) -> None:
@@ -190,6 +196,11 @@ def test_an_unreachable_remote_is_retried_then_fails_the_write(
             apply(store, repo)
         assert len(store.unfinished_writes(repo.url, "staging")) == 1
         assert store.stale_queues(older_than=time.time() + 60) == [], "deferred, not stale"
+        # Drains that come before the delay is over (a new artifact, a redelivery) wait.
+        with pytest.raises(WriteDeferred, match="waits for its retry"):
+            apply(store, repo)
+        retry_delays_pass(store)
+    assert store.unfinished_writes(repo.url, "staging")[0].attempts == 2
     assert store.event(event_id).status.value == "new"
     assert apply(store, repo) == [ResultStatus.FAILURE]
     event = store.event(event_id)
@@ -242,6 +253,7 @@ def test_any_failure_of_a_write_counts_against_its_budget(
     for _ in range(3):  # the third failure ends the first write; the second one then fails once
         with pytest.raises(WriteDeferred, match="No space left"):
             apply(store, repo)
+        retry_delays_pass(store)
     assert store.event(event_id).status.value == "error"
     assert "No space left" in store.event(event_id).status_desc
     monkeypatch.undo()
@@ -275,5 +287,6 @@ def test_a_write_pushed_by_a_worker_whose_lock_expired_is_not_pushed_again(
     store.start_write(write.id, base_sha="")  # the hung worker had started on an empty remote
     assert apply(store, repo) == [ResultStatus.SUCCESS]
     assert store.finish_write(write.id, ResultStatus.UNCHANGED) is False, "outcome kept"
+    assert store.start_write(write.id, base_sha="") is False, "a finished write is not restarted"
     assert store.event(first).results[0].status is ResultStatus.SUCCESS
     assert len(gitops.commits(gitops_remote)) == 1

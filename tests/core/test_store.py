@@ -226,3 +226,49 @@ def test_version_fields_that_cannot_be_stored_are_refused(
 def test_far_future_times_are_fine_on_every_backend(any_store: Store) -> None:
     far = datetime(2999, 1, 1, tzinfo=UTC)
     assert any_store.artifacts(ArtifactFilter(since=far)) == []
+
+
+def test_writes_of_one_event_finishing_at_once_end_the_event(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    """Two workers record the last two writes of an event at the same moment (I5)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(10):
+        _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+        any_store.plan_event(
+            event.id,
+            gitops_repo="repo",
+            writes=[planned("staging", "x"), planned("prod", "x")],
+            failures=[],
+        )
+        ids = [
+            w.id for env in ("staging", "prod") for w in any_store.unfinished_writes("repo", env)
+        ]
+        with ThreadPoolExecutor(2) as pool:
+            done = list(pool.map(lambda i: any_store.finish_write(i, ResultStatus.SUCCESS), ids))
+        assert done == [True, True]
+        assert any_store.event(event.id).status is EventStatus.PROCESSED
+
+
+def test_an_outcome_is_recorded_once(any_store: Store, fixtures_dir: Path) -> None:
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.plan_event(
+        event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
+    )
+    [write] = any_store.unfinished_writes("repo", "staging")
+    assert any_store.finish_write(write.id, ResultStatus.SUCCESS, commit_sha="c" * 40)
+    assert not any_store.finish_write(write.id, ResultStatus.UNCHANGED, commit_sha="d" * 40)
+    assert any_store.event(event.id).gitops_hashes[0].hash == "c" * 40
+
+
+def test_a_failed_event_is_not_planned_by_a_late_delivery(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.fail_event(event.id, "gave up")
+    queues = any_store.plan_event(
+        event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
+    )
+    assert queues == []
+    assert any_store.unfinished_writes("repo", "staging") == []

@@ -141,3 +141,18 @@ def test_the_cache_tells_apart_what_yaml_tells_apart() -> None:
     assert yamlsafe.dump({"a": 1}) != yamlsafe.dump({"a": 1.0})
     assert yamlsafe.dump({"a": 1}) != yamlsafe.dump({"a": True})
     assert yamlsafe.dump({"a": 1, "b": 2}) != yamlsafe.dump({"b": 2, "a": 1})
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {80: "http", "80": "also"},
+        {True: "on", "true": "string"},
+        {"nested": {1: "a", "1": "b"}},
+        {"big": "x" * 20_000},
+        {"nan": float("nan")},
+    ],
+)
+def test_what_json_cannot_hold_bypasses_the_cache(resource: dict[object, object]) -> None:
+    """Non-string keys and other non-JSON shapes are emitted directly, never through JSON."""
+    assert yamlsafe.dump(resource) == yamlsafe._emit(resource)
