@@ -233,3 +233,7 @@ def _supervise(children: Sequence[subprocess.Popen[bytes]]) -> None:
         click.echo("stopping", err=True)
         return
     raise click.ClickException("a GimletD process exited; stopping the others")
+
+
+if __name__ == "__main__":
+    main()
