@@ -8,6 +8,7 @@ planned writes of one environment in acceptance order. The worker tasks in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -148,6 +149,19 @@ def apply_queue(
         if waiting > 0:
             # Its retry delay is not over: this drain ends, without counting an attempt.
             raise WriteDeferred(waiting, f"{write.env}/{write.app} waits for its retry")
+        if write.status is ResultStatus.APPLYING:
+            # The worker that was applying it died (or its lock expired): that was an attempt.
+            store.count_write_attempt(write.id)
+            write = dataclasses.replace(write, attempts=write.attempts + 1)
+            if write.attempts >= max_attempts:
+                report = WriteReport(
+                    write.id, write.env, write.app, ResultStatus.FAILURE,
+                    desc=f"gave up after {write.attempts} attempts: the workers applying "
+                    "it stopped before recording an outcome",
+                )  # fmt: skip
+                if store.finish_write(report.write_id, report.status, desc=report.desc):
+                    reports.append(report)
+                continue
         try:
             with log_context(event_id=write.event_id, env=write.env, app=write.app):
                 report = _apply_write(
@@ -203,7 +217,6 @@ def _apply_write(
     lock expired mid-write, may have pushed it: I2), and checks that no release
     accepted later was applied first (I3), before building and pushing.
     """
-    store.count_write_attempt(write.id)
     release = write.release
     trailers = layout.CommitTrailers(
         event_id=write.event_id,
@@ -219,7 +232,9 @@ def _apply_write(
         env_files={layout.RELEASE_FILE: layout.release_json(release)},
     )
     message = layout.deploy_message(write.env, write.app, release.triggered_by, trailers)
-    base = write.base_sha if write.status is ResultStatus.APPLYING else None
+    # A write that was started before (a base is recorded) may have been pushed already.
+    started = write.status is ResultStatus.APPLYING or bool(write.base_sha)
+    base = write.base_sha if started else None
 
     def report(status: ResultStatus, commit: str = "", desc: str = "") -> WriteReport:
         return WriteReport(write.id, write.env, write.app, status, commit, desc)

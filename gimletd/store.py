@@ -199,6 +199,7 @@ class EventClaim:
     blob: str
     attempts: int
     planned: bool
+    artifact: Artifact | None
 
 
 @dataclass(frozen=True)
@@ -417,7 +418,10 @@ class Store:
         return self.event(event_id)
 
     def claim_event(self, event_id: str) -> EventClaim | None:
-        """Count one more attempt at an unfinished event; None when it is already terminal."""
+        """Count one more attempt at an unfinished event; None when it is already terminal.
+
+        The claim carries the event's artifact when it still has to be planned.
+        """
         with self.session() as session:
             session.execute(
                 update(EventRow)
@@ -429,6 +433,11 @@ class Store:
                 raise NotFound(f"event {event_id!r} does not exist")
             if row.status != EventStatus.NEW.value:
                 return None
+            artifact_blob = (
+                session.scalar(select(ArtifactRow.blob).where(ArtifactRow.id == row.artifact_id))
+                if row.artifact_id and not row.planned
+                else None
+            )
             return EventClaim(
                 id=row.id,
                 seq=row.seq,
@@ -437,6 +446,9 @@ class Store:
                 blob=row.blob,
                 attempts=row.attempts,
                 planned=row.planned,
+                artifact=None
+                if artifact_blob is None
+                else Artifact.model_validate_json(artifact_blob),
             )
 
     def plan_event(
@@ -628,7 +640,7 @@ class Store:
             return _rowcount(result) == 1
 
     def count_write_attempt(self, write_id: int) -> None:
-        """Count one more try at a write, for the retry budget of an unreachable remote."""
+        """Count an attempt that ended without a word: its worker died while applying it."""
         with self.session() as session:
             session.execute(
                 update(GitopsWriteRow)
@@ -686,12 +698,22 @@ class Store:
             self.finish_write(write_id, ResultStatus.FAILURE, desc=reason)
 
     def defer_write(self, write_id: int, *, until: float, problem: str) -> None:
-        """Keep a write waiting until `until` (a retry is scheduled), noting why."""
+        """Count a failed attempt at a write and keep it waiting until `until`, noting why.
+
+        It goes back to pending (its base stays, so the next attempt still looks for a
+        commit this one may have pushed): `applying` is left only by a worker that died.
+        """
         with self.session() as session:
             session.execute(
                 update(GitopsWriteRow)
                 .where(GitopsWriteRow.id == write_id, GitopsWriteRow.status.in_(UNFINISHED))
-                .values(not_before=until, status_desc=problem, updated=_now())
+                .values(
+                    status=ResultStatus.PENDING.value,
+                    attempts=GitopsWriteRow.attempts + 1,
+                    not_before=until,
+                    status_desc=problem,
+                    updated=_now(),
+                )
             )
 
     # -- users ---------------------------------------------------------------

@@ -48,7 +48,7 @@ def process(self: Task, event_id: str) -> None:
     gitops_repo = settings.resolved_gitops_repo
     try:
         plan = plan_artifact(
-            store.artifact(claim.artifact_id),
+            claim.artifact or store.artifact(claim.artifact_id),
             event_id=event_id,
             triggered_by=POLICY_TRIGGER,
             gitops_repo=gitops_repo,

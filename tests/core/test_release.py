@@ -274,7 +274,21 @@ def test_a_lost_lock_stops_the_queue_without_touching_the_write(
     with pytest.raises(LockLost):
         apply_queue(store, repo, "staging", push_attempts=3, max_attempts=3, keep_alive=lost)
     [write] = store.unfinished_writes(repo.url, "staging")
-    assert write.attempts == 1
+    assert (write.status, write.attempts) == (ResultStatus.PENDING, 0)
+    assert gitops.commits(gitops_remote) == []
+
+
+def test_a_write_whose_workers_keep_dying_ends_failed(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """A write that kills its worker every time (say, out of memory) cannot loop forever (I5)."""
+    event_id = queue_release(store, fixtures_dir, repo, "one")
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE gitops_writes SET status = 'applying', attempts = 2")
+    assert apply(store, repo) == [ResultStatus.FAILURE]
+    event = store.event(event_id)
+    assert event.status.value == "error"
+    assert "gave up after 3 attempts" in event.status_desc
     assert gitops.commits(gitops_remote) == []
 
 
