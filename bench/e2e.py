@@ -110,6 +110,7 @@ class Options:
     clients: int
     timeout: float
     keep: bool
+    database_url: str | None
 
 
 @dataclass
@@ -700,6 +701,7 @@ def run_gimletd(
             redis_url=redis_url,
             admin_token=SecretStr(ADMIN_TOKEN),
             renderer=RenderEngine.HELM,
+            database_url=SecretStr(options.database_url) if options.database_url else None,
         )
         prepare_database(settings)
         api_url, api, workers = start_gimletd(settings, options, work, stack)
@@ -1207,11 +1209,24 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         "--timeout", type=float, default=150.0, help="seconds to wait for a run's releases (150)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="an empty database for GimletD (say postgres://...); SQLite in the run's "
+        "temporary directory when not given",
+    )
     args = parser.parse_args(argv)
     if min(args.artifacts, args.envs, args.workers, args.clients) < 1:
         parser.error("--artifacts, --envs, --workers and --clients must be at least 1")
     return Options(
-        args.artifacts, args.envs, args.workers, args.pool, args.clients, args.timeout, args.keep
+        args.artifacts,
+        args.envs,
+        args.workers,
+        args.pool,
+        args.clients,
+        args.timeout,
+        args.keep,
+        args.database_url,
     )
 
 
