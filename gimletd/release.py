@@ -270,7 +270,10 @@ def _apply_write(
             result = repo.write(change, message, head=head)
         except PushRejected:
             log.info("push of %s/%s rejected, re-applying on the new head", write.env, write.app)
-            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+            # Rebuild at once: another writer won the race and is done. Only when that
+            # keeps happening, spread the writers out a little.
+            if attempt:
+                time.sleep(random.uniform(0, 0.01 * attempt))
             continue
         if result.outcome is WriteOutcome.COMMITTED:
             return report(ResultStatus.SUCCESS, result.commit)
