@@ -163,7 +163,8 @@ def _redis_server(directory: Path, *, port: int) -> Iterator[None]:
         )
     directory.mkdir(parents=True, exist_ok=True)
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-               "--appendonly", "yes", "--save", ""]  # fmt: skip
+               "--appendonly", "yes", "--save", "",
+               "--logfile", str(directory / "redis.log")]  # fmt: skip
     with _child("redis", command, dict(os.environ)):
         deadline = time.monotonic() + 10
         while not _port_open("127.0.0.1", port):
