@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.support.charts",
     "tests.support.databases",
     "tests.support.gitdaemon",
+    "tests.support.githttp",
     "tests.support.processes",
 ]
 

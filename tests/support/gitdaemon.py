@@ -25,6 +25,7 @@ class Remote:
 
     url: str
     bare: Path
+    token: str | None = None
 
 
 def _free_port() -> int:
@@ -62,10 +63,12 @@ def git_daemon(tmp_path: Path) -> Iterator[Remote]:
     daemon.wait(timeout=10)
 
 
-@pytest.fixture(params=["path", "git-daemon"])
+@pytest.fixture(params=["path", "git-daemon", "http-token"])
 def remote(request: pytest.FixtureRequest, gitops_remote: Path) -> Remote:
-    """Each kind of remote GimletD writes differently: on disk, and over the network."""
+    """Each kind of remote GimletD writes to: on disk, git protocol, smart HTTP with a token."""
     if request.param == "path":
         return Remote(str(gitops_remote), gitops_remote)
-    daemon: Remote = request.getfixturevalue("git_daemon")
-    return daemon
+    served: Remote = request.getfixturevalue(
+        "git_daemon" if request.param == "git-daemon" else "git_http"
+    )
+    return served

@@ -1,4 +1,9 @@
-"""The pygit2 GitOps repository against real remotes: a bare repo on disk and `git daemon`."""
+"""The pygit2 GitOps repository against real remotes.
+
+Every test marked with the `remote` fixture runs three times: on a bare repository on
+disk, over the git protocol (`git daemon`), and over smart HTTP that wants a token
+(`git http-backend`), the three ways GimletD writes to a GitOps repository.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,13 @@ import pygit2
 import pytest
 
 from gimletd.errors import GitOpsError, PushRejected
-from gimletd.gitops.repository import AppChange, GitopsRepository, WriteOutcome, init_bare
+from gimletd.gitops.repository import (
+    AppChange,
+    Credentials,
+    GitopsRepository,
+    WriteOutcome,
+    init_bare,
+)
 from tests.support.gitdaemon import Remote
 
 
@@ -18,8 +29,17 @@ def change(env: str = "staging", app: str = "frontend", content: bytes = b"a: 1\
     return AppChange(env, app, {"deployment.yaml": content}, {"release.json": b"{}\n"})
 
 
-def open_repo(url: str, tmp_path: Path, name: str = "w0", **kwargs: str) -> GitopsRepository:
-    return GitopsRepository(url, cache_dir=tmp_path / "cache", clone_name=name, **kwargs)
+def open_repo(
+    remote: Remote | str, tmp_path: Path, name: str = "w0", **kwargs: str
+) -> GitopsRepository:
+    url, token = (remote, None) if isinstance(remote, str) else (remote.url, remote.token)
+    return GitopsRepository(
+        url,
+        cache_dir=tmp_path / "cache",
+        clone_name=name,
+        credentials=Credentials(token=token),
+        **kwargs,
+    )
 
 
 def git(bare: Path, *args: str) -> str:
@@ -33,7 +53,7 @@ def remote_files(bare: Path, ref: str = "main") -> set[str]:
 
 
 def test_first_write_to_an_empty_remote_creates_the_branch(remote: Remote, tmp_path: Path) -> None:
-    repo = open_repo(remote.url, tmp_path)
+    repo = open_repo(remote, tmp_path)
     assert repo.branch == "main"
     assert repo.fetch() is None
     result = repo.write(change(), "first", head=None)
@@ -44,7 +64,7 @@ def test_first_write_to_an_empty_remote_creates_the_branch(remote: Remote, tmp_p
 def test_a_write_replaces_the_app_directory_and_keeps_everything_else(
     remote: Remote, tmp_path: Path
 ) -> None:
-    repo = open_repo(remote.url, tmp_path)
+    repo = open_repo(remote, tmp_path)
     repo.write(AppChange("staging", "frontend", {"old.yaml": b"x\n"}, {}), "one", head=repo.fetch())
     repo.write(change("staging", "backend"), "two", head=repo.fetch())
     repo.write(change("prod", "frontend"), "three", head=repo.fetch())
@@ -59,7 +79,7 @@ def test_a_write_replaces_the_app_directory_and_keeps_everything_else(
 
 
 def test_a_write_that_changes_nothing_makes_no_commit(remote: Remote, tmp_path: Path) -> None:
-    repo = open_repo(remote.url, tmp_path)
+    repo = open_repo(remote, tmp_path)
     first = repo.write(change(), "one", head=repo.fetch())
     again = repo.write(change(), "two", head=repo.fetch())
     assert again.outcome is WriteOutcome.UNCHANGED
@@ -71,7 +91,7 @@ def test_a_push_on_a_stale_head_is_rejected_and_nothing_is_lost(
     remote: Remote, tmp_path: Path
 ) -> None:
     """Another writer's commit is never overwritten: the stale push fails (I4)."""
-    ours, theirs = open_repo(remote.url, tmp_path, "a"), open_repo(remote.url, tmp_path, "b")
+    ours, theirs = open_repo(remote, tmp_path, "a"), open_repo(remote, tmp_path, "b")
     ours.write(change(), "base", head=ours.fetch())
     stale = ours.fetch()
     theirs.write(change("prod", "api"), "foreign", head=theirs.fetch())
@@ -84,7 +104,7 @@ def test_a_push_on_a_stale_head_is_rejected_and_nothing_is_lost(
 
 
 def test_find_commit_stops_at_the_base(remote: Remote, tmp_path: Path) -> None:
-    repo = open_repo(remote.url, tmp_path)
+    repo = open_repo(remote, tmp_path)
     target = repo.write(change(), "release\n\nGimlet-Event: e1\n", head=repo.fetch()).commit
     base = repo.fetch()
     repo.write(change(content=b"b: 2\n"), "later", head=base)
@@ -96,7 +116,7 @@ def test_find_commit_stops_at_the_base(remote: Remote, tmp_path: Path) -> None:
 
 
 def test_files_are_read_back_at_a_commit(remote: Remote, tmp_path: Path) -> None:
-    repo = open_repo(remote.url, tmp_path)
+    repo = open_repo(remote, tmp_path)
     commit = repo.write(change(), "one", head=repo.fetch()).commit
     assert repo.read_file(commit, "staging/frontend/deployment.yaml") == b"a: 1\n"
     assert repo.read_file(commit, "staging/missing.yaml") is None
@@ -105,10 +125,10 @@ def test_files_are_read_back_at_a_commit(remote: Remote, tmp_path: Path) -> None
 
 
 def test_the_remote_default_branch_is_used(remote: Remote, tmp_path: Path) -> None:
-    seed = open_repo(remote.url, tmp_path, "seed", branch="trunk")
+    seed = open_repo(remote, tmp_path, "seed", branch="trunk")
     seed.write(change(), "one", head=None)
     git(remote.bare, "symbolic-ref", "HEAD", "refs/heads/trunk")
-    assert open_repo(remote.url, tmp_path, "other").branch == "trunk"
+    assert open_repo(remote, tmp_path, "other").branch == "trunk"
 
 
 def test_a_network_clone_persists_between_owners(git_daemon: Remote, tmp_path: Path) -> None:
@@ -146,9 +166,11 @@ def test_an_unreachable_remote_is_a_gitops_error_naming_it(tmp_path: Path) -> No
         open_repo("git://127.0.0.1:9/missing.git", tmp_path)
 
 
-def _write_many(url: str, cache: str, name: str, count: int) -> int:
+def _write_many(url: str, token: str | None, cache: str, name: str, count: int) -> int:
     """Write `count` releases of app `name`, re-applying on the new head when rejected."""
-    repo = GitopsRepository(url, cache_dir=Path(cache), clone_name=name)
+    repo = GitopsRepository(
+        url, cache_dir=Path(cache), clone_name=name, credentials=Credentials(token=token)
+    )
     rejected = 0
     for n in range(count):
         while True:
@@ -165,7 +187,9 @@ def test_concurrent_writers_never_lose_a_commit(remote: Remote, tmp_path: Path) 
     writers, count = 4, 10
     with ProcessPoolExecutor(writers) as pool:
         futures = [
-            pool.submit(_write_many, remote.url, str(tmp_path / "c"), f"app{i}", count)
+            pool.submit(
+                _write_many, remote.url, remote.token, str(tmp_path / "c"), f"app{i}", count
+            )
             for i in range(writers)
         ]
         rejected = sum(f.result() for f in futures)
@@ -178,3 +202,10 @@ def test_init_bare_is_idempotent(tmp_path: Path) -> None:
     init_bare(tmp_path / "r.git", branch="trunk")
     init_bare(tmp_path / "r.git", branch="main")
     assert git(tmp_path / "r.git", "symbolic-ref", "HEAD").strip() == "refs/heads/trunk"
+
+
+def test_an_https_remote_without_a_token_says_which_setting_is_missing(
+    git_http: Remote, tmp_path: Path
+) -> None:
+    with pytest.raises(GitOpsError, match="GITOPS_REPO_TOKEN"):
+        GitopsRepository(git_http.url, cache_dir=tmp_path / "c", clone_name="h").fetch()
