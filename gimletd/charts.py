@@ -355,9 +355,11 @@ class CachingChartLoader:
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
         allow_local: bool = True,
         ssh_key_path: Path | None = None,
+        plain_http_registries: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache_dir = Path(cache_dir)
+        self.plain_http_registries = plain_http_registries
         self.refresh_seconds = refresh_seconds
         self.allow_local = allow_local
         self.ssh_key_path = ssh_key_path
@@ -422,6 +424,14 @@ class CachingChartLoader:
 
     # -- Helm and OCI repositories
 
+    def _pull(self, source: HelmRepositorySource | OCISource, scratch: Path) -> Path:
+        """`_pull`, over plain HTTP for OCI registries listed in CHART_PLAIN_HTTP_REGISTRIES."""
+        plain_http = (
+            isinstance(source, OCISource)
+            and urlsplit(source.reference).netloc in self.plain_http_registries
+        )
+        return _pull(source, scratch, plain_http=plain_http)
+
     def _helm(self, source: HelmRepositorySource | OCISource) -> Path:
         location = source.url if isinstance(source, HelmRepositorySource) else source.reference
         if source.version:
@@ -432,10 +442,10 @@ class CachingChartLoader:
             with self._locked(key):
                 if not final.is_dir():
                     with self._scratch() as scratch:
-                        self._install(_pull(source, scratch), final)
+                        self._install(self._pull(source, scratch), final)
             return final
         with self._locked(f"newest-{_digest(location, source.name)}"), self._scratch() as scratch:
-            unpacked = _pull(source, scratch)
+            unpacked = self._pull(source, scratch)
             version = _chart_version(unpacked, source.describe())
             key = _chart_key(location, source.name, version)
             final = self._charts / key
@@ -547,7 +557,9 @@ def _repo_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
 
 
-def _pull(source: HelmRepositorySource | OCISource, scratch: Path) -> Path:
+def _pull(
+    source: HelmRepositorySource | OCISource, scratch: Path, *, plain_http: bool = False
+) -> Path:
     """Download and unpack `source` under `scratch`; returns the chart's directory."""
     try:
         import helm_python as helm
@@ -574,6 +586,7 @@ def _pull(source: HelmRepositorySource | OCISource, scratch: Path) -> Path:
                 destination=scratch,
                 untar=True,
                 untar_dir=untar_dir,
+                plain_http=plain_http,
             )
     except helm.HelmError as exc:
         raise ChartSourceError(

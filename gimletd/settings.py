@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     )
     chart_allow_local: bool = Field(default=False, validation_alias="CHART_ALLOW_LOCAL")
     chart_ssh_key_path: Path | None = Field(default=None, validation_alias="CHART_SSH_KEY_PATH")
+    chart_plain_http_registries: str = Field(
+        default="", validation_alias="CHART_PLAIN_HTTP_REGISTRIES"
+    )
+
+    @property
+    def plain_http_registries(self) -> frozenset[str]:
+        """OCI registries (`host:port`) reached over plain HTTP, as Helm's --plain-http."""
+        return frozenset(
+            h.strip() for h in self.chart_plain_http_registries.split(",") if h.strip()
+        )
 
     # Recovery of unfinished work
     sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")

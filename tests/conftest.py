@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.support.databases",
     "tests.support.gitdaemon",
     "tests.support.githttp",
+    "tests.support.ociregistry",
     "tests.support.processes",
 ]
 

@@ -52,6 +52,7 @@ def charts() -> CachingChartLoader:
         refresh_seconds=config.chart_refresh_seconds,
         allow_local=config.chart_allow_local,
         ssh_key_path=config.chart_ssh_key_path,
+        plain_http_registries=config.plain_http_registries,
     )
 
 
