@@ -149,57 +149,74 @@ def apply_queue(
         if waiting > 0:
             # Its retry delay is not over: this drain ends, without counting an attempt.
             raise WriteDeferred(waiting, f"{write.env}/{write.app} waits for its retry")
-        if write.status is ResultStatus.APPLYING:
-            # The worker that was applying it died (or its lock expired): that was an attempt.
-            store.count_write_attempt(write.id)
-            write = dataclasses.replace(write, attempts=write.attempts + 1)
+        with log_context(event_id=write.event_id, env=write.env, app=write.app):
+            if write.status is ResultStatus.APPLYING:
+                # The worker that was applying it died (or its lock expired): an attempt.
+                store.count_write_attempt(write.id)
+                write = dataclasses.replace(write, attempts=write.attempts + 1)
             if write.attempts >= max_attempts:
                 report = WriteReport(
                     write.id, write.env, write.app, ResultStatus.FAILURE,
                     desc=f"gave up after {write.attempts} attempts: the workers applying "
                     "it stopped before recording an outcome",
                 )  # fmt: skip
-                if store.finish_write(report.write_id, report.status, desc=report.desc):
-                    reports.append(report)
-                continue
-        try:
-            with log_context(event_id=write.event_id, env=write.env, app=write.app):
-                report = _apply_write(
-                    store, repo, write, push_attempts=push_attempts, keep_alive=keep_alive
+            else:
+                report = _attempt_write(
+                    store,
+                    repo,
+                    write,
+                    push_attempts=push_attempts,
+                    max_attempts=max_attempts,
+                    keep_alive=keep_alive,
                 )
-        except LockLost:
-            raise
-        except Exception as exc:
-            if write.attempts + 1 < max_attempts:
-                delay = min(2.0 ** (write.attempts + 1), MAX_RETRY_DELAY)
-                log.warning(
-                    "gitops write %s/%s failed, retrying in %.0fs: %s",
-                    write.env,
-                    write.app,
-                    delay,
-                    exc,
-                    exc_info=not isinstance(exc, GitOpsError),
-                )
-                store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
-                raise WriteDeferred(delay, str(exc)) from exc
-            report = WriteReport(
-                write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc)
+            if not store.finish_write(
+                report.write_id, report.status, commit_sha=report.commit, desc=report.desc
+            ):
+                continue  # another worker recorded this write after our lock had expired
+            log.info(
+                "gitops write %s/%s of event %s: %s %s",
+                write.env,
+                write.app,
+                write.event_id,
+                report.status.value,
+                report.commit,
             )
-        if not store.finish_write(
-            report.write_id, report.status, commit_sha=report.commit, desc=report.desc
-        ):
-            continue  # another worker recorded this write after our lock had expired
-        log.info(
-            "gitops write %s/%s of event %s: %s %s",
-            write.env,
-            write.app,
-            write.event_id,
-            report.status.value,
-            report.commit,
-            extra={"event_id": write.event_id, "env": write.env, "app": write.app},
-        )
         reports.append(report)
     return reports
+
+
+def _attempt_write(
+    store: Store,
+    repo: GitopsRepository,
+    write: GitopsWrite,
+    *,
+    push_attempts: int,
+    max_attempts: int,
+    keep_alive: Callable[[], None],
+) -> WriteReport:
+    """One attempt at a write; a failure is deferred (WriteDeferred) or, the last time, reported.
+
+    :raise LockLost: another worker took over the environment; nothing was recorded.
+    :raise WriteDeferred: the attempt failed and the write waits for its retry delay.
+    """
+    try:
+        return _apply_write(store, repo, write, push_attempts=push_attempts, keep_alive=keep_alive)
+    except LockLost:
+        raise
+    except Exception as exc:
+        if write.attempts + 1 >= max_attempts:
+            return WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc))
+        delay = min(2.0 ** (write.attempts + 1), MAX_RETRY_DELAY)
+        log.warning(
+            "gitops write %s/%s failed, retrying in %.0fs: %s",
+            write.env,
+            write.app,
+            delay,
+            exc,
+            exc_info=not isinstance(exc, GitOpsError),
+        )
+        store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
+        raise WriteDeferred(delay, str(exc)) from exc
 
 
 def _apply_write(
