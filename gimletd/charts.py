@@ -130,8 +130,28 @@ class _RedactedRepr:
         return f"{type(self).__name__}({shown})"
 
 
+class _PackagedChart(_RedactedRepr):
+    """The wording shared by sources that hold named, versioned chart packages."""
+
+    if TYPE_CHECKING:
+        version: str
+
+        @property
+        def name(self) -> str: ...
+
+        @property
+        def location(self) -> str: ...
+
+    @property
+    def label(self) -> str:
+        return f"chart {self.name} {self.version or '(newest version)'}"
+
+    def describe(self) -> str:
+        return f"{self.label} from {self.location}"
+
+
 @dataclass(frozen=True, repr=False)
-class HelmRepositorySource(_RedactedRepr):
+class HelmRepositorySource(_PackagedChart):
     """A chart `name` in the Helm chart repository at `url`; empty `version` means newest."""
 
     url: str
@@ -139,19 +159,12 @@ class HelmRepositorySource(_RedactedRepr):
     version: str
 
     @property
-    def label(self) -> str:
-        return f"chart {self.name} {self.version or '(newest version)'}"
-
-    @property
     def location(self) -> str:
         return f"the Helm repository {redact_url(self.url)}"
 
-    def describe(self) -> str:
-        return f"{self.label} from {self.location}"
-
 
 @dataclass(frozen=True, repr=False)
-class OCISource(_RedactedRepr):
+class OCISource(_PackagedChart):
     """A chart in an OCI registry; `reference` is `oci://host/path/name`."""
 
     reference: str
@@ -168,15 +181,8 @@ class OCISource(_RedactedRepr):
         return self.reference.rstrip("/").rsplit("/", 1)[0]
 
     @property
-    def label(self) -> str:
-        return f"chart {self.name} {self.version or '(newest version)'}"
-
-    @property
     def location(self) -> str:
         return f"the OCI registry {redact_url(self.reference)}"
-
-    def describe(self) -> str:
-        return f"{self.label} from {self.location}"
 
 
 class GitRefKind(enum.StrEnum):
