@@ -363,13 +363,6 @@ def artifacts(count: int, envs: int, chart_url: str) -> list[dict[str, Any]]:
 # -- the gimletd run --------------------------------------------------------------------------
 
 
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """This process's environment without GimletD variables, plus exactly `settings`."""
-    ours = {str(f.validation_alias) for f in Settings.model_fields.values()}
-    inherited = {k: v for k, v in os.environ.items() if k.upper() not in ours}
-    return {**inherited, **settings.environment()}
-
-
 def start_redis(work: Path, stack: contextlib.ExitStack) -> tuple[str, Child]:
     """A private redis-server on a free port with persistence off; its URL and process."""
     port = free_port()
@@ -400,7 +393,7 @@ def start_gimletd(
 
     All are started before any is waited for, so their start-ups overlap.
     """
-    env = settings_environment(settings)
+    env = settings.environment(inherit=os.environ)
     logs = work / "logs"
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"127.0.0.1:{port}",

@@ -10,6 +10,7 @@ read the environment themselves.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,9 +89,12 @@ class Settings(BaseSettings):
     stale_after: float = Field(default=30.0, gt=0, validation_alias="STALE_AFTER")
     max_attempts: int = Field(default=10, ge=1, validation_alias="EVENT_MAX_ATTEMPTS")
 
-    def environment(self) -> dict[str, str]:
-        """The environment variables that give a child process exactly these settings."""
-        variables: dict[str, str] = {}
+    def environment(self, *, inherit: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment that gives a child process exactly these settings.
+
+        Variables of `inherit` (say `os.environ`) are kept, less any GimletD setting.
+        """
+        variables = without_settings(inherit or {})
         for name, field in type(self).model_fields.items():
             value = getattr(self, name)
             if value is None or not isinstance(field.validation_alias, str):
@@ -143,6 +147,12 @@ class Settings(BaseSettings):
     def helm_home(self) -> Path:
         """Where the Helm engine keeps its own caches, instead of the user's home."""
         return (self.data_dir / "helm").resolve()
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` less every variable that sets a GimletD setting."""
+    ours = {str(field.validation_alias) for field in Settings.model_fields.values()}
+    return {key: value for key, value in environ.items() if key.upper() not in ours}
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gimletd.settings import Settings
+from gimletd.settings import without_settings
 
 STARTUP_TIMEOUT = 90.0
 
@@ -42,8 +42,7 @@ def test_up_runs_everything_and_processes_the_seed_artifacts(
     tmp_path: Path, redis_url: str, fixtures_dir: Path
 ) -> None:
     port = free_port()
-    ours = {str(f.validation_alias) for f in Settings.model_fields.values()}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in ours}
+    env = without_settings(os.environ)
     env.update(GIMLETD_DATA_DIR=str(tmp_path / "data"), PORT=str(port), REDIS_URL=redis_url)
     output = tmp_path / "up.log"
     with output.open("wb") as log:

@@ -90,3 +90,6 @@ def test_environment_round_trips_for_child_processes(
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
     assert Settings() == settings
+    inherited = settings.environment(inherit={"PATH": "/bin", "REDIS_URL": "redis://stale"})
+    assert inherited["PATH"] == "/bin"
+    assert "REDIS_URL" not in inherited, "a setting of the parent never leaks into the child"

@@ -17,13 +17,6 @@ from gimletd.settings import Settings
 READY_TIMEOUT = 60.0
 
 
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """This process's environment without GimletD variables, plus exactly `settings`."""
-    ours = {str(f.validation_alias) for f in Settings.model_fields.values()}
-    inherited = {k: v for k, v in os.environ.items() if k.upper() not in ours}
-    return {**inherited, **settings.environment()}
-
-
 class Process:
     """A child process whose output goes to a log file the test can read on failure."""
 
@@ -62,7 +55,7 @@ def start_worker(settings: Settings, log_dir: Path, name: str, *, concurrency: i
         "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
         "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
-    process = Process(name, command, settings_environment(settings), log_dir)
+    process = Process(name, command, settings.environment(inherit=os.environ), log_dir)
     process.wait_for(" ready.")
     return process
 
@@ -71,7 +64,7 @@ def start_beat(settings: Settings, log_dir: Path) -> Process:
     schedule = log_dir / "celerybeat-schedule"
     command = [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO",
                "-s", str(schedule), "--max-interval", "1"]  # fmt: skip
-    process = Process("beat", command, settings_environment(settings), log_dir)
+    process = Process("beat", command, settings.environment(inherit=os.environ), log_dir)
     process.wait_for("beat: Starting")
     return process
 
