@@ -45,10 +45,13 @@ def process(self: Task, event_id: str) -> None:
     if claim.type is not EventType.ARTIFACT:
         store.fail_event(event_id, f"event type {claim.type.value} is not handled by this worker")
         return
+    if claim.artifact is None:
+        store.fail_event(event_id, f"the event's artifact {claim.artifact_id!r} is not stored")
+        return
     gitops_repo = settings.resolved_gitops_repo
     try:
         plan = plan_artifact(
-            claim.artifact or store.artifact(claim.artifact_id),
+            claim.artifact,
             event_id=event_id,
             triggered_by=POLICY_TRIGGER,
             gitops_repo=gitops_repo,
