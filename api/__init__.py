@@ -9,7 +9,7 @@ import logging
 
 from flask import Flask
 
-from api import artifacts, errors, events, health
+from api import artifacts, control, errors, events, health, releases
 from api.enqueue import Enqueuer
 from api.services import Services
 from gimletd.logs import configure_logging
@@ -47,4 +47,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(artifacts.blueprint)
     app.register_blueprint(events.blueprint)
+    app.register_blueprint(releases.blueprint)
+    app.register_blueprint(control.blueprint)
     return app

@@ -13,9 +13,11 @@ from celery import Celery
 
 log = logging.getLogger(__name__)
 
-PROCESS_ARTIFACT_EVENT = "gimletd.artifacts.process"
+PROCESS_EVENT = "gimletd.events.process"
+DRAIN_QUEUE = "gimletd.gitops.drain"
+SYNC_INDEX = "gimletd.index.sync"
 #: Every task name the API sends; a test checks the workers register each one.
-TASK_NAMES = (PROCESS_ARTIFACT_EVENT,)
+TASK_NAMES = (PROCESS_EVENT, DRAIN_QUEUE, SYNC_INDEX)
 
 
 class Enqueuer:
@@ -35,7 +37,18 @@ class Enqueuer:
 
     def process_event(self, event_id: str) -> bool:
         """Queue the processing of an event; False (logged) when the broker is unreachable."""
-        return self._send(PROCESS_ARTIFACT_EVENT, event_id)
+        return self._send(PROCESS_EVENT, event_id)
+
+    def drain(self, gitops_repo: str, env: str) -> bool:
+        """Ask for the queue of an environment to be applied (after a lock or hold is lifted).
+
+        When the broker is down, the sweep drains queues left waiting.
+        """
+        return self._send(DRAIN_QUEUE, gitops_repo, env)
+
+    def sync_index(self) -> bool:
+        """Ask for the release index to be brought up to every repository's head."""
+        return self._send(SYNC_INDEX)
 
     def _send(self, task_name: str, *args: str) -> bool:
         try:
@@ -46,7 +59,7 @@ class Enqueuer:
                 task_name,
                 args,
                 exc,
-                extra={"event_id": args[0] if args else None},
+                extra={"event_id": args[0]} if task_name == PROCESS_EVENT else {},
             )
             return False
         return True

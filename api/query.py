@@ -8,6 +8,7 @@ from datetime import datetime
 from flask import request
 
 from api.errors import ApiError
+from gimletd.models import DNS_LABEL_MAX, check_dns_label
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -28,6 +29,46 @@ def required_param(name: str) -> str:
     if value is None:
         raise ApiError(400, f"query parameter {name!r} is required")
     return value
+
+
+def label_param(name: str) -> str:
+    """A required env or app name: a DNS-1123 label, so `../x` or `prod/x` never reach a path."""
+    value = optional_label_param(name)
+    if value is None:
+        raise ApiError(400, f"query parameter {name!r} is required")
+    return value
+
+
+def optional_label_param(name: str) -> str | None:
+    value = text_param(name, max_length=DNS_LABEL_MAX)
+    if value is None:
+        return None
+    return checked_label(value, f"query parameter {name!r}", status=400)
+
+
+def checked_label(value: str, what: str, *, status: int) -> str:
+    """`value` if it is a DNS-1123 label; :raise ApiError: with `status` otherwise."""
+    try:
+        return check_dns_label(value, what)
+    except ValueError as exc:
+        raise ApiError(status, str(exc)) from None
+
+
+def json_body() -> bytes:
+    """The raw request body; :raise 400: when it is empty."""
+    body = request.get_data(cache=False)
+    if not body.strip():
+        raise ApiError(400, "the request body is empty: send JSON")
+    return body
+
+
+def bool_param(name: str) -> bool:
+    raw = request.args.get(name, "").lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ApiError(400, f"query parameter {name!r} must be true or false, not {raw[:20]!r}")
 
 
 def int_param(name: str, *, default: int, minimum: int, maximum: int) -> int:

@@ -51,7 +51,7 @@ from pydantic import SecretStr
 from gimletd.charts import CachingChartLoader
 from gimletd.gitops import layout
 from gimletd.gitops.repository import GitopsRepository, init_bare
-from gimletd.models import Artifact
+from gimletd.models import POLICY_TRIGGER, Artifact
 from gimletd.release import apply_queue, plan_artifact
 from gimletd.rendering import RenderEngine, render
 from gimletd.settings import Settings
@@ -764,8 +764,8 @@ def stage_releases(
         plan = plan_artifact(
             artifact,
             event_id=f"baseline-{i}",
-            triggered_by=layout.POLICY_TRIGGER,
-            gitops_repo=str(remote),
+            triggered_by=POLICY_TRIGGER,
+            gitops_repo_for=lambda env: str(remote),
             render=lambda m: render(m, engine=RenderEngine.HELM, charts=loader),
             now=time.time(),
         )
@@ -774,7 +774,7 @@ def stage_releases(
             raise RuntimeError(f"baseline release {i} did not render: {plan.failures}")
         write = plan.writes[0]
         trailers = layout.CommitTrailers(
-            f"baseline-{i}", artifact.id, layout.POLICY_TRIGGER, write.env, write.app
+            f"baseline-{i}", artifact.id, POLICY_TRIGGER, write.env, write.app
         )
         directory = stage_dir / str(i)
         app_dir = directory / write.env / write.app
@@ -784,7 +784,7 @@ def stage_releases(
         (directory / write.env / layout.RELEASE_FILE).write_bytes(
             layout.release_json(write.release)
         )
-        message = layout.deploy_message(write.env, write.app, layout.POLICY_TRIGGER, trailers)
+        message = layout.deploy_message(write.env, write.app, POLICY_TRIGGER, trailers)
         (directory / "message.txt").write_text(message + "\n")
         jobs.append((directory, write.env))
     return jobs, render_seconds / max(len(made), 1)
@@ -958,13 +958,13 @@ def profile_release_path(work: Path, made: list[dict[str, Any]]) -> dict[str, An
             plan = plan_artifact(
                 artifact,
                 event_id=event.id,
-                triggered_by=layout.POLICY_TRIGGER,
-                gitops_repo=repo.url,
+                triggered_by=POLICY_TRIGGER,
+                gitops_repo_for=lambda env: repo.url,
                 render=lambda m: render(m, engine=RenderEngine.HELM, charts=loader),
                 now=time.time(),
             )
             totals["plan_artifact (render)"].append(time.perf_counter() - t)
-            store.plan_event(event.id, gitops_repo=repo.url, writes=plan.writes, failures=[])
+            store.plan_event(event.id, writes=plan.writes, failures=[])
             t = time.perf_counter()
             apply_queue(store, repo, plan.writes[0].env, push_attempts=5, max_attempts=10)
             totals["apply_queue (one write)"].append(time.perf_counter() - t)

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_MAX = 63
 TEMPLATE_MARK = "{{"
+#: `triggeredBy` of a release made by a deploy policy rather than by a person.
+POLICY_TRIGGER = "policy"
 
 #: No NUL characters: PostgreSQL cannot store them and no legitimate value has one.
 _NO_NUL = r"^[^\x00]*$"
@@ -225,6 +227,14 @@ class EventType(enum.StrEnum):
     DELETE = "delete"
 
 
+class WriteKind(enum.StrEnum):
+    """What a GitOps write does to `<env>/<app>/`."""
+
+    RELEASE = "release"  # replace it with rendered files
+    ROLLBACK = "rollback"  # restore it as it was at an earlier release commit
+    DELETE = "delete"  # remove it
+
+
 class EventStatus(enum.StrEnum):
     """An event's life: `new` until every environment has an outcome.
 
@@ -292,3 +302,34 @@ class Event(Model):
     triggered_by: str = Field(default="", alias="triggeredBy")
     gitops_hashes: list[GitopsHash] = Field(default_factory=list, alias="gitopsHashes")
     results: list[Result] = Field(default_factory=list)
+
+
+class Hold(Model):
+    """Keeps policy deploys off an env/app, placed by a rollback or a release of an older artifact.
+
+    `commit` is the release commit whose content the hold protects.
+    """
+
+    env: str
+    app: str
+    reason: str
+    placed_by: str = Field(alias="placedBy")
+    event_id: str = Field(default="", alias="eventId")
+    commit: str = ""
+    created: int
+
+
+class EnvLock(Model):
+    """A freeze of an environment: no writes until it is lifted (forced ones excepted)."""
+
+    env: str
+    reason: str
+    locked_by: str = Field(alias="lockedBy")
+    created: int
+
+
+class HistoryEntry(Release):
+    """A release in the history: the release record of one GitOps commit and what became of it."""
+
+    kind: WriteKind = WriteKind.RELEASE
+    hold: Hold | None = None

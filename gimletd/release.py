@@ -1,13 +1,16 @@
 """The release use cases: short functions combining the pure parts with a store and a repository.
 
 `plan_artifact` decides, without I/O of its own, which environments of an
-artifact are released and what their files are. `apply_queue` commits the
-planned writes of one environment in acceptance order. The worker tasks in
-`workers/` only call these two and record what they return.
+artifact are released and what their files are; `plan_operation` does the same
+for a rollback or delete someone asked for. `apply_queue` commits the planned
+writes of one environment in acceptance order, keeping back what an
+environment lock or a hold keeps back. The worker tasks in `workers/` only
+call these and record what they return.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
@@ -25,8 +28,18 @@ from gimletd.errors import (
 )
 from gimletd.gitops import layout
 from gimletd.gitops.repository import AppChange, GitopsRepository, WriteOutcome
+from gimletd.history import sync_index
 from gimletd.logs import log_context
-from gimletd.models import Artifact, Manifest, Release, ResultStatus
+from gimletd.models import (
+    TEMPLATE_MARK,
+    Artifact,
+    EnvLock,
+    Hold,
+    Manifest,
+    Release,
+    ResultStatus,
+    WriteKind,
+)
 from gimletd.policy import deploy_matches
 from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store
 from gimletd.templating import resolve_manifest
@@ -39,6 +52,19 @@ MAX_RETRY_DELAY = 60.0
 
 #: Turns a template-resolved environment config into the files of `<env>/<app>/`.
 Renderer = Callable[[Manifest], dict[str, bytes]]
+#: The GitOps repository an environment is written to.
+RepoForEnv = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The environment (and app, when given) an ad-hoc release asks for."""
+
+    env: str
+    app: str | None = None
+
+    def matches(self, manifest: Manifest) -> bool:
+        return manifest.env == self.env and self.app in (None, manifest.app)
 
 
 @dataclass
@@ -54,13 +80,25 @@ class Plan:
         names = [(w.env, w.app) for w in self.writes] + [(f.env, f.app) for f in self.failures]
         return (env, app) in names
 
-    def fail(self, env: str, app: str, reason: str) -> None:
+    def fail(self, gitops_repo: str, env: str, app: str, reason: str) -> None:
         """Record a failed environment; a name already used gets a `#n` suffix to stay unique."""
         name, n = app, 1
         while self.takes(env, name):
             n += 1
             name = f"{app}#{n}"
-        self.failures.append(FailedEnvironment(env, name, reason))
+        self.failures.append(FailedEnvironment(gitops_repo, env, name, reason))
+
+
+def release_targets(artifact: Artifact) -> list[tuple[str, str]]:
+    """The (env, app) pairs an artifact can be released to, names resolved where they can be."""
+    variables = artifact_variables(artifact)
+    targets = []
+    for manifest in artifact.environments:
+        # A template that fails is reported when released; named as written until then.
+        with contextlib.suppress(GimletdError):
+            manifest = resolve_manifest(manifest, variables)
+        targets.append((manifest.env, manifest.app))
+    return targets
 
 
 def plan_artifact(
@@ -68,33 +106,42 @@ def plan_artifact(
     *,
     event_id: str,
     triggered_by: str,
-    gitops_repo: str,
+    gitops_repo_for: RepoForEnv,
     render: Renderer,
     now: float,
+    target: Target | None = None,
+    forced: bool = False,
 ) -> Plan:
-    """Match every environment's deploy policy and render the ones that match.
+    """Render the environments an artifact is released to.
 
-    A failure in one environment (a missing template variable, a chart that
-    cannot be fetched) is recorded for that environment only; the others are
-    still planned.
+    Those whose deploy policy matches, or with a `target` (an ad-hoc release)
+    the environment configs it names, whatever their policy. A failure in one
+    environment (a missing template variable, a chart that cannot be fetched)
+    is recorded for that environment only; the others are still planned.
     """
     plan = Plan()
     variables = artifact_variables(artifact)
     for manifest in artifact.environments:
-        if not deploy_matches(manifest.deploy, artifact.version):
+        if target is None and not deploy_matches(manifest.deploy, artifact.version):
+            continue
+        if target is not None and TEMPLATE_MARK not in manifest.env and manifest.env != target.env:
             continue
         resolved = manifest
         try:
             resolved = resolve_manifest(manifest, variables)
+            if target is not None and not target.matches(resolved):
+                continue
             files = render(resolved)
         except GimletdError as exc:
             # Named as resolved when templating got that far, as written otherwise.
-            plan.fail(resolved.env, resolved.app, str(exc))
+            plan.fail(gitops_repo_for(resolved.env), resolved.env, resolved.app, str(exc))
             if isinstance(exc, ChartSourceError):
                 plan.retryable.append(exc)
             continue
+        gitops_repo = gitops_repo_for(resolved.env)
         if plan.takes(resolved.env, resolved.app):
             plan.fail(
+                gitops_repo,
                 resolved.env,
                 resolved.app,
                 f"two environment configs of the artifact resolve to {resolved.env}/"
@@ -111,18 +158,89 @@ def plan_artifact(
             created=int(now),
             event_id=event_id,
         )
-        plan.writes.append(PlannedWrite(resolved.env, resolved.app, files, release))
+        plan.writes.append(
+            PlannedWrite(gitops_repo, resolved.env, resolved.app, files, release, forced=forced)
+        )
+    if target is not None and not plan.writes and not plan.failures:
+        app = target.app or "*"
+        plan.fail(
+            gitops_repo_for(target.env),
+            target.env,
+            app,
+            f"artifact {artifact.id} has no environment config for {target.env}/{app}",
+        )
     return plan
+
+
+def plan_operation(
+    kind: WriteKind,
+    *,
+    gitops_repo: str,
+    env: str,
+    app: str,
+    event_id: str,
+    triggered_by: str,
+    now: float,
+    target_sha: str = "",
+    artifact_id: str = "",
+    forced: bool = False,
+) -> PlannedWrite:
+    """The write of a rollback (to `target_sha`) or a delete; its files are read when applied."""
+    release = Release(
+        app=app,
+        env=env,
+        artifact_id=artifact_id,
+        triggered_by=triggered_by,
+        gitops_repo=gitops_repo,
+        created=int(now),
+        event_id=event_id,
+    )
+    return PlannedWrite(
+        gitops_repo, env, app, {}, release, kind=kind, target_sha=target_sha, forced=forced
+    )
 
 
 @dataclass(frozen=True)
 class WriteReport:
+    """The outcome of one write, with the hold it places or lifts."""
+
     write_id: int
     env: str
     app: str
     status: ResultStatus
     commit: str = ""
     desc: str = ""
+    hold: Hold | None = None
+    lift_hold: bool = False
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    """What a drain applied, and which writes it left waiting for a lock or a hold."""
+
+    reports: list[WriteReport]
+    waiting: list[int]
+
+
+def waiting_reason(write: GitopsWrite, lock: EnvLock | None, hold: Hold | None) -> str | None:
+    """Why a write cannot be applied now, or None when it can. Pure.
+
+    An environment lock keeps back every write not forced by an admin; a hold
+    keeps back policy deploys of its app.
+    """
+    if lock is not None and not write.forced:
+        return f"waiting for the lock of {write.env} to be lifted: {lock.reason} ({lock.locked_by})"
+    if hold is not None and write.by_policy:
+        return f"held: {hold.reason}"
+    return None
+
+
+def newer_policy_deploy(write: GitopsWrite, queued_after: list[GitopsWrite]) -> bool:
+    """True when a policy deploy of the same env/app is queued behind this policy deploy. Pure."""
+    return write.by_policy and any(
+        later.by_policy and (later.env, later.app) == (write.env, write.app)
+        for later in queued_after
+    )
 
 
 def apply_queue(
@@ -133,8 +251,13 @@ def apply_queue(
     push_attempts: int,
     max_attempts: int,
     keep_alive: Callable[[], None] = lambda: None,
-) -> list[WriteReport]:
+) -> QueueResult:
     """Commit every unfinished write of `env`, oldest first (I3). Call it under the env lock.
+
+    Writes kept back by the environment's lock or a hold stay queued (see
+    `waiting_reason`); later writes of other apps go ahead of them. A policy
+    deploy with a newer policy deploy of its app queued behind it is recorded
+    as superseded: only the newest is committed.
 
     `keep_alive` renews the lock and raises `LockLost` when another worker took it
     over; that ends this call at once, without touching the write. Any other
@@ -143,38 +266,41 @@ def apply_queue(
     retries after its delay and later writes keep waiting behind it; after
     `max_attempts` the write is recorded as failed and the queue moves on.
     """
-    reports = []
-    for write in store.unfinished_writes(repo.url, env):
-        waiting = write.not_before - time.time()
-        if waiting > 0:
+    reports: list[WriteReport] = []
+    waiting: list[int] = []
+    lock = store.env_lock(repo.url, env)
+    queue = store.unfinished_writes(repo.url, env)
+    for index, write in enumerate(queue):
+        if waiting_reason(write, lock, store.hold(repo.url, write.env, write.app)) is not None:
+            waiting.append(write.id)
+            continue
+        waits = write.not_before - time.time()
+        if waits > 0:
             # Its retry delay is not over: this drain ends, without counting an attempt.
-            raise WriteDeferred(waiting, f"{write.env}/{write.app} waits for its retry")
+            raise WriteDeferred(waits, f"{write.env}/{write.app} waits for its retry")
         with log_context(event_id=write.event_id, env=write.env, app=write.app):
-            if write.status is ResultStatus.APPLYING:
-                # The worker that was applying it died (or its lock expired): an attempt.
-                store.count_write_attempt(write.id)
-                write = dataclasses.replace(write, attempts=write.attempts + 1)
-            if write.attempts >= max_attempts:
-                report = WriteReport(
-                    write.id, write.env, write.app, ResultStatus.FAILURE,
-                    desc=f"gave up after {write.attempts} attempts: the workers applying "
-                    "it stopped before recording an outcome",
-                )  # fmt: skip
-            else:
-                report = _attempt_write(
-                    store,
-                    repo,
-                    write,
-                    push_attempts=push_attempts,
-                    max_attempts=max_attempts,
-                    keep_alive=keep_alive,
-                )
-            if not store.finish_write(
-                report.write_id, report.status, commit_sha=report.commit, desc=report.desc
-            ):
+            report = _next_outcome(
+                store,
+                repo,
+                write,
+                queue[index + 1 :],
+                push_attempts=push_attempts,
+                max_attempts=max_attempts,
+                keep_alive=keep_alive,
+            )
+            recorded = store.finish_write(
+                report.write_id,
+                report.status,
+                commit_sha=report.commit,
+                desc=report.desc,
+                hold=report.hold,
+                lift_hold=report.lift_hold,
+            )
+            if not recorded:
                 continue  # another worker recorded this write after our lock had expired
             log.info(
-                "gitops write %s/%s of event %s: %s %s",
+                "gitops %s %s/%s of event %s: %s %s",
+                write.kind.value,
                 write.env,
                 write.app,
                 write.event_id,
@@ -182,7 +308,42 @@ def apply_queue(
                 report.commit,
             )
         reports.append(report)
-    return reports
+    return QueueResult(reports, waiting)
+
+
+def _next_outcome(
+    store: Store,
+    repo: GitopsRepository,
+    write: GitopsWrite,
+    queued_after: list[GitopsWrite],
+    *,
+    push_attempts: int,
+    max_attempts: int,
+    keep_alive: Callable[[], None],
+) -> WriteReport:
+    if write.status is ResultStatus.APPLYING:
+        # The worker that was applying it died (or its lock expired): an attempt.
+        store.count_write_attempt(write.id)
+        write = dataclasses.replace(write, attempts=write.attempts + 1)
+    if write.attempts >= max_attempts:
+        return WriteReport(
+            write.id, write.env, write.app, ResultStatus.FAILURE,
+            desc=f"gave up after {write.attempts} attempts: the workers applying "
+            "it stopped before recording an outcome",
+        )  # fmt: skip
+    if not write.base_sha and newer_policy_deploy(write, queued_after):
+        return WriteReport(
+            write.id, write.env, write.app, ResultStatus.SUPERSEDED,
+            desc=f"a newer policy deploy of {write.env}/{write.app} was queued behind it",
+        )  # fmt: skip
+    return _attempt_write(
+        store,
+        repo,
+        write,
+        push_attempts=push_attempts,
+        max_attempts=max_attempts,
+        keep_alive=keep_alive,
+    )
 
 
 def _attempt_write(
@@ -219,6 +380,16 @@ def _attempt_write(
         raise WriteDeferred(delay, str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class _Commit:
+    """What a write commits on a given head, and what it means once pushed."""
+
+    change: AppChange
+    message: str
+    hold: Hold | None = None
+    lift_hold: bool = False
+
+
 def _apply_write(
     store: Store,
     repo: GitopsRepository,
@@ -234,21 +405,6 @@ def _apply_write(
     lock expired mid-write, may have pushed it: I2), and checks that no release
     accepted later was applied first (I3), before building and pushing.
     """
-    release = write.release
-    trailers = layout.CommitTrailers(
-        event_id=write.event_id,
-        artifact_id=release.artifact_id,
-        triggered_by=release.triggered_by,
-        env=write.env,
-        app=write.app,
-    )
-    change = AppChange(
-        env=write.env,
-        app=write.app,
-        files=layout.app_files(write.files, release),
-        env_files={layout.RELEASE_FILE: layout.release_json(release)},
-    )
-    message = layout.deploy_message(write.env, write.app, release.triggered_by, trailers)
     # A write that was started before (a base is recorded) may have been pushed already.
     started = write.status is ResultStatus.APPLYING or bool(write.base_sha)
     base = write.base_sha if started else None
@@ -273,18 +429,15 @@ def _apply_write(
                 ResultStatus.SUPERSEDED,
                 desc=f"a release accepted later was applied to {write.env}/{write.app} first",
             )
-        if head is not None and _already_released(repo, head, write):
-            return report(
-                ResultStatus.UNCHANGED,
-                head,
-                desc=f"already released: {write.env}/{write.app} runs {release.artifact_id}",
-            )
+        planned = _plan_commit(store, repo, write, head)
+        if isinstance(planned, WriteReport):
+            return planned
         base = head or ""
         if not store.start_write(write.id, base_sha=base):
             raise LockLost(f"{write.env}/{write.app} was finished by another worker")
         keep_alive()
         try:
-            result = repo.write(change, message, head=head)
+            result = repo.write(planned.change, planned.message, head=head)
         except PushRejected:
             log.info("push of %s/%s rejected, re-applying on the new head", write.env, write.app)
             # Rebuild at once: another writer won the race and is done. Only when that
@@ -292,22 +445,136 @@ def _apply_write(
             if attempt:
                 time.sleep(random.uniform(0, 0.01 * attempt))
             continue
-        if result.outcome is WriteOutcome.COMMITTED:
-            return report(ResultStatus.SUCCESS, result.commit)
-        return report(ResultStatus.UNCHANGED, result.commit)
+        status = (
+            ResultStatus.SUCCESS
+            if result.outcome is WriteOutcome.COMMITTED
+            else ResultStatus.UNCHANGED
+        )
+        hold = planned.hold
+        if hold is not None and write.kind is WriteKind.RELEASE:
+            hold = hold.model_copy(update={"commit": result.commit})  # it protects this commit
+        return dataclasses.replace(
+            report(status, result.commit), hold=hold, lift_hold=planned.lift_hold
+        )
     raise GitOpsError(
         f"push of {write.env}/{write.app} was rejected {push_attempts} times: "
         "the remote branch keeps moving"
     )
 
 
-def _already_released(repo: GitopsRepository, head: str, write: GitopsWrite) -> bool:
-    """True when `<env>/<app>/` at `head` holds this artifact with exactly these files."""
-    current = repo.list_dir(head, layout.app_dir(write.env, write.app))
-    current_release = current.pop(layout.RELEASE_FILE, None)
-    if current_release is None or current != write.files:
-        return False
+def _plan_commit(
+    store: Store, repo: GitopsRepository, write: GitopsWrite, head: str | None
+) -> _Commit | WriteReport:
+    """The commit `write` makes on `head`, or its outcome when there is nothing to commit."""
+    trailers = layout.CommitTrailers(
+        event_id=write.event_id,
+        artifact_id=write.release.artifact_id,
+        triggered_by=write.release.triggered_by,
+        env=write.env,
+        app=write.app,
+    )
+    app_dir = layout.app_dir(write.env, write.app)
+    current = repo.list_dir(head, app_dir) if head is not None else {}
+    who = write.release.triggered_by
+
+    def outcome(status: ResultStatus, desc: str, *, lift_hold: bool = False) -> WriteReport:
+        return WriteReport(
+            write.id, write.env, write.app, status, head or "", desc, lift_hold=lift_hold
+        )
+
+    if write.kind is WriteKind.DELETE:
+        if not current:
+            return outcome(
+                ResultStatus.UNCHANGED,
+                f"nothing to delete: {app_dir} is not in the repository",
+                lift_hold=True,
+            )
+        return _Commit(
+            AppChange(write.env, write.app, None, {}),
+            layout.delete_message(write.env, write.app, who, trailers),
+            lift_hold=True,
+        )
+
+    if write.kind is WriteKind.ROLLBACK:
+        target = write.target_sha
+        restored = repo.list_dir(target, app_dir)
+        if not restored:
+            return outcome(ResultStatus.FAILURE, f"{target} has no {app_dir} to roll back to")
+        rollback_hold = Hold(
+            env=write.env,
+            app=write.app,
+            reason=f"rolled back to {target[:12]} by {who}",
+            placed_by=who,
+            event_id=write.event_id,
+            commit=target,
+            created=int(time.time()),
+        )
+        if restored == current:
+            return dataclasses.replace(
+                outcome(
+                    ResultStatus.UNCHANGED,
+                    f"nothing to do: {app_dir} is already as it was at {target}",
+                ),
+                hold=rollback_hold,
+            )
+        sync_index(store, repo, head)
+        reverted = store.commits_to_revert(repo.url, write.env, write.app, target)
+        env_files = {}
+        if layout.RELEASE_FILE in restored:
+            env_files[layout.RELEASE_FILE] = restored[layout.RELEASE_FILE]
+        return _Commit(
+            AppChange(write.env, write.app, restored, env_files),
+            layout.rollback_message(write.env, write.app, target, reverted, who, trailers),
+            hold=rollback_hold,
+        )
+
+    release = write.release
+    live_release = current.pop(layout.RELEASE_FILE, None)
+    live_artifact = _artifact_of(live_release)
+    by_person = not write.by_policy
+    if live_artifact == release.artifact_id and current == write.files:
+        return outcome(
+            ResultStatus.UNCHANGED,
+            f"already released: {app_dir} runs {release.artifact_id}",
+            lift_hold=by_person,
+        )
+    hold = None
+    if by_person and _is_older(store, release.artifact_id, than=live_artifact):
+        hold = Hold(
+            env=write.env,
+            app=write.app,
+            reason=f"{who} released {release.artifact_id}, older than {live_artifact}",
+            placed_by=who,
+            event_id=write.event_id,
+            created=int(time.time()),
+        )
+    return _Commit(
+        AppChange(
+            write.env,
+            write.app,
+            layout.app_files(write.files, release),
+            {layout.RELEASE_FILE: layout.release_json(release)},
+        ),
+        layout.deploy_message(write.env, write.app, who, trailers),
+        hold=hold,
+        lift_hold=by_person and hold is None,
+    )
+
+
+def _artifact_of(release_file: bytes | None) -> str | None:
+    """The artifact id a `release.json` names, None when there is none or it is unreadable."""
+    if release_file is None:
+        return None
     try:
-        return Release.model_validate_json(current_release).artifact_id == write.release.artifact_id
+        return Release.model_validate_json(release_file).artifact_id
     except ValueError:
+        return None
+
+
+def _is_older(store: Store, artifact_id: str, *, than: str | None) -> bool:
+    """Whether `artifact_id` was accepted before the artifact `than` (unknown ones are not)."""
+    if than is None or than == artifact_id:
         return False
+    accepted = store.artifact_accepted_at(artifact_id)
+    live_accepted = store.artifact_accepted_at(than)
+    return accepted is not None and live_accepted is not None and accepted < live_accepted

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gimletd.models import check_dns_label
 from gimletd.rendering import RenderEngine
 
 DEFAULT_DATA_DIR = Path(".gimletd")
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
 
     # The GitOps repository
     gitops_repo: str | None = Field(default=None, validation_alias="GITOPS_REPO")
+    gitops_repos: str = Field(default="", validation_alias="GITOPS_REPOS")
     gitops_branch: str | None = Field(default=None, validation_alias="GITOPS_BRANCH")
     gitops_repo_deploy_key_path: Path | None = Field(
         default=None, validation_alias="GITOPS_REPO_DEPLOY_KEY_PATH"
@@ -88,6 +90,7 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")
     stale_after: float = Field(default=30.0, gt=0, validation_alias="STALE_AFTER")
     max_attempts: int = Field(default=10, ge=1, validation_alias="EVENT_MAX_ATTEMPTS")
+    index_sync_interval: float = Field(default=30.0, gt=0, validation_alias="INDEX_SYNC_INTERVAL")
 
     def environment(self, *, inherit: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment that gives a child process exactly these settings.
@@ -128,7 +131,38 @@ class Settings(BaseSettings):
         """The GitOps repository's URL: GITOPS_REPO with `owner/repo` expanded, or the local one."""
         if not self.gitops_repo:
             return str(self.default_gitops_repo_path)
-        repo = self.gitops_repo
+        return self._expand_repo(self.gitops_repo)
+
+    @property
+    def gitops_repos_by_env(self) -> dict[str, str]:
+        """GITOPS_REPOS, `env=repo,env=repo`: environments kept in repositories of their own.
+
+        :raise ValueError: for an entry that is not `env=repo`, or an env named twice.
+        """
+        mapping: dict[str, str] = {}
+        for entry in self.gitops_repos.split(","):
+            if not entry.strip():
+                continue
+            env, sep, repo = (part.strip() for part in entry.partition("="))
+            if not sep or not env or not repo:
+                raise ValueError(f"GITOPS_REPOS entry {entry.strip()!r} is not env=repository")
+            check_dns_label(env, "GITOPS_REPOS environment")
+            if env in mapping:
+                raise ValueError(f"GITOPS_REPOS names environment {env!r} twice")
+            mapping[env] = self._expand_repo(repo)
+        return mapping
+
+    def gitops_repo_for(self, env: str) -> str:
+        """The repository `env` is written to: its GITOPS_REPOS entry, else GITOPS_REPO."""
+        return self.gitops_repos_by_env.get(env, self.resolved_gitops_repo)
+
+    @property
+    def all_gitops_repos(self) -> list[str]:
+        """Every repository this GimletD writes to, the default one first."""
+        return list(dict.fromkeys([self.resolved_gitops_repo, *self.gitops_repos_by_env.values()]))
+
+    def _expand_repo(self, repo: str) -> str:
+        """`owner/repo` is a GitHub repository, over ssh when a deploy key is set."""
         if GITHUB_SHORTHAND.match(repo) and not Path(repo).exists():
             if self.gitops_repo_deploy_key_path is not None:
                 return f"git@github.com:{repo}.git"

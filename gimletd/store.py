@@ -23,7 +23,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -52,14 +53,19 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from gimletd.errors import Conflict, InputError, NotFound, StoreUnavailable
 from gimletd.models import (
+    POLICY_TRIGGER,
     Artifact,
+    EnvLock,
     Event,
     EventStatus,
     EventType,
     GitopsHash,
+    HistoryEntry,
+    Hold,
     Release,
     Result,
     ResultStatus,
+    WriteKind,
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -138,6 +144,77 @@ class GitopsWriteRow(Base):
     not_before: Mapped[float] = mapped_column(Float, default=0.0)
     created: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(16), default=WriteKind.RELEASE.value)
+    target_sha: Mapped[str] = mapped_column(String(64), default="")
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReleaseRow(Base):
+    """The release index: one row per GitOps commit that changed an `<env>/<app>/`.
+
+    `position` is the commit's first-parent distance from the root, so history is
+    ordered as git has it even when several commits share a second.
+    """
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("gitops_repo", "commit_sha", "env", "app", name="uq_releases_commit_app"),
+        Index("ix_releases_app", "gitops_repo", "env", "app", "position"),
+        Index("ix_releases_env", "gitops_repo", "env", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gitops_repo: Mapped[str] = mapped_column(String(1024))
+    env: Mapped[str] = mapped_column(String(256))
+    app: Mapped[str] = mapped_column(String(256))
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    artifact_id: Mapped[str] = mapped_column(String(512), default="")
+    repository: Mapped[str] = mapped_column(String(512), default="")
+    triggered_by: Mapped[str] = mapped_column(String(256), default="")
+    event_id: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[int] = mapped_column(BigInteger)
+    rolled_back: Mapped[bool] = mapped_column(Boolean, default=False)
+    release: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class IndexHeadRow(Base):
+    """How far the release index of a GitOps repository has read its branch."""
+
+    __tablename__ = "release_index_heads"
+
+    gitops_repo: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(BigInteger)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class HoldRow(Base):
+    __tablename__ = "holds"
+    __table_args__ = (UniqueConstraint("gitops_repo", "env", "app", name="uq_holds_app"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gitops_repo: Mapped[str] = mapped_column(String(1024))
+    env: Mapped[str] = mapped_column(String(256))
+    app: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(256))
+    event_id: Mapped[str] = mapped_column(String(64), default="")
+    commit_sha: Mapped[str] = mapped_column(String(64), default="")
+    created: Mapped[int] = mapped_column(BigInteger)
+
+
+class EnvLockRow(Base):
+    __tablename__ = "env_locks"
+    __table_args__ = (UniqueConstraint("gitops_repo", "env", name="uq_env_locks_env"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gitops_repo: Mapped[str] = mapped_column(String(1024))
+    env: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+    locked_by: Mapped[str] = mapped_column(String(256))
+    created: Mapped[int] = mapped_column(BigInteger)
 
 
 class UserRow(Base):
@@ -152,18 +229,28 @@ class UserRow(Base):
 
 @dataclass(frozen=True)
 class PlannedWrite:
-    """A release the policy step decided on: the rendered files for one env/app."""
+    """A write an event decided on: for a release, the rendered files of one env/app.
 
+    A rollback names the commit to restore (`target_sha`) and a delete needs
+    neither: their files are read from the GitOps repository when applied.
+    `forced` writes go through an environment lock (an admin's decision).
+    """
+
+    gitops_repo: str
     env: str
     app: str
     files: dict[str, bytes]
     release: Release
+    kind: WriteKind = WriteKind.RELEASE
+    target_sha: str = ""
+    forced: bool = False
 
 
 @dataclass(frozen=True)
 class FailedEnvironment:
     """An environment of an event that could not be planned, and why."""
 
+    gitops_repo: str
     env: str
     app: str
     reason: str
@@ -186,6 +273,50 @@ class GitopsWrite:
     commit_sha: str
     attempts: int
     not_before: float
+    kind: WriteKind
+    target_sha: str
+    forced: bool
+
+    @property
+    def by_policy(self) -> bool:
+        """A policy deploy: the kind of write holds keep back and newer ones supersede."""
+        return self.kind is WriteKind.RELEASE and self.release.triggered_by == POLICY_TRIGGER
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One row of the release index, as the indexer reads it from a commit."""
+
+    env: str
+    app: str
+    commit: str
+    position: int
+    kind: WriteKind
+    release: Release
+    created: int
+    reverts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexHead:
+    commit: str
+    position: int
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """The query of `GET /api/releases`, with the Go original's parameters."""
+
+    gitops_repo: str
+    env: str
+    app: str | None = None
+    kinds: Sequence[WriteKind] = (WriteKind.RELEASE,)
+    source_repository: str | None = None
+    limit: int = DEFAULT_LIST_LIMIT
+    offset: int = 0
+    since: datetime | None = None
+    until: datetime | None = None
+    reverse: bool = False
 
 
 @dataclass(frozen=True)
@@ -356,6 +487,60 @@ class Store:
             session.add(event_row)
         return stored, self.event(event_row.id)
 
+    def create_event(
+        self,
+        event_type: EventType,
+        *,
+        request: dict[str, Any],
+        triggered_by: str,
+        artifact_id: str = "",
+    ) -> Event:
+        """Store a release, rollback or delete asked for through the API (I1).
+
+        `request` (env, app, sha, force) is kept as the event's blob for the worker.
+        An event that releases an artifact carries the artifact's version fields, so
+        it shows up when the artifact is tracked.
+
+        :raise NotFound: when `artifact_id` is given and no artifact has it.
+        """
+        now = _now()
+        with self.session() as session:
+            columns: dict[str, str] = {}
+            if artifact_id:
+                artifact = session.get(ArtifactRow, artifact_id)
+                if artifact is None:
+                    raise NotFound(f"artifact {artifact_id!r} does not exist")
+                columns = {
+                    "repository": artifact.repository,
+                    "branch": artifact.branch,
+                    "event": artifact.event,
+                    "source_branch": artifact.source_branch,
+                    "target_branch": artifact.target_branch,
+                    "tag": artifact.tag,
+                    "sha": artifact.sha,
+                }
+            row = EventRow(
+                id=str(uuid.uuid4()),
+                created=int(now),
+                type=event_type.value,
+                blob=json.dumps(request),
+                status=EventStatus.NEW.value,
+                status_desc="",
+                artifact_id=artifact_id,
+                triggered_by=triggered_by,
+                touched_at=now,
+                **columns,
+            )
+            session.add(row)
+        return self.event(row.id)
+
+    def artifact_accepted_at(self, artifact_id: str) -> float | None:
+        """When the artifact was accepted (its place in CI's order), None when unknown."""
+        with self.session() as session:
+            return session.scalar(
+                select(ArtifactRow.accepted_at).where(ArtifactRow.id == artifact_id)
+            )
+
     def artifact(self, artifact_id: str) -> Artifact:
         """:raise NotFound: when no artifact has that id."""
         with self.session() as session:
@@ -455,7 +640,6 @@ class Store:
         self,
         event_id: str,
         *,
-        gitops_repo: str,
         writes: Sequence[PlannedWrite],
         failures: Sequence[FailedEnvironment],
     ) -> list[tuple[str, str]]:
@@ -472,14 +656,17 @@ class Store:
                 return []
             for write in writes:
                 pending = _write_row(
-                    row, gitops_repo, write.env, write.app, ResultStatus.PENDING, now
+                    row, write.gitops_repo, write.env, write.app, ResultStatus.PENDING, now
                 )
                 pending.files = json.dumps({n: c.decode() for n, c in write.files.items()})
                 pending.release = json.dumps(write.release.to_json())
+                pending.kind = write.kind.value
+                pending.target_sha = write.target_sha
+                pending.forced = write.forced
                 session.add(pending)
             for failure in failures:
                 failed = _write_row(
-                    row, gitops_repo, failure.env, failure.app, ResultStatus.FAILURE, now
+                    row, failure.gitops_repo, failure.env, failure.app, ResultStatus.FAILURE, now
                 )
                 failed.status_desc = failure.reason
                 session.add(failed)
@@ -487,7 +674,7 @@ class Store:
             row.touched_at = now
             session.flush()
             _finish_if_done(session, row)
-        return sorted({(gitops_repo, write.env) for write in writes})
+        return sorted({(write.gitops_repo, write.env) for write in writes})
 
     def queues_of_event(self, event_id: str) -> list[tuple[str, str]]:
         """The (gitops repo, env) queues still holding unfinished writes of an event."""
@@ -599,17 +786,19 @@ class Store:
             ).all()
             return [_write_from_row(row) for row in rows]
 
-    def has_unfinished_writes(self, gitops_repo: str, env: str) -> bool:
+    def has_unfinished_writes(
+        self, gitops_repo: str, env: str, *, excluding: Collection[int] = ()
+    ) -> bool:
+        """Whether a write of the queue is unfinished, besides the `excluding` ones."""
         with self.session() as session:
-            found = session.scalar(
-                select(GitopsWriteRow.id)
-                .where(
-                    GitopsWriteRow.gitops_repo == gitops_repo,
-                    GitopsWriteRow.env == env,
-                    GitopsWriteRow.status.in_(UNFINISHED),
-                )
-                .limit(1)
+            statement = select(GitopsWriteRow.id).where(
+                GitopsWriteRow.gitops_repo == gitops_repo,
+                GitopsWriteRow.env == env,
+                GitopsWriteRow.status.in_(UNFINISHED),
             )
+            if excluding:
+                statement = statement.where(GitopsWriteRow.id.not_in(list(excluding)))
+            found = session.scalar(statement.limit(1))
         return found is not None
 
     def last_applied_seq(self, gitops_repo: str, env: str, app: str) -> int | None:
@@ -649,23 +838,30 @@ class Store:
             )
 
     def finish_write(
-        self, write_id: int, status: ResultStatus, *, commit_sha: str = "", desc: str = ""
+        self,
+        write_id: int,
+        status: ResultStatus,
+        *,
+        commit_sha: str = "",
+        desc: str = "",
+        hold: Hold | None = None,
+        lift_hold: bool = False,
     ) -> bool:
         """Record a write's outcome, and its event's when it was the last, in one transaction.
 
         Only an unfinished write changes (an atomic conditional update): False when
         another worker already recorded it, so an outcome is never overwritten. The
         event row is locked first, so two writes of one event finishing at once on
-        PostgreSQL cannot both miss that the other is done.
+        PostgreSQL cannot both miss that the other is done. A `hold` placed (or the
+        hold lifted) by the write lands in the same transaction, so a crash cannot
+        leave a rollback applied but unprotected.
         """
         with self.session() as session:
-            event_id = session.scalar(
-                select(GitopsWriteRow.event_id).where(GitopsWriteRow.id == write_id)
-            )
-            if event_id is None:
+            write = session.get(GitopsWriteRow, write_id)
+            if write is None:
                 raise NotFound(f"gitops write {write_id} does not exist")
             event = session.scalar(
-                select(EventRow).where(EventRow.id == event_id).with_for_update()
+                select(EventRow).where(EventRow.id == write.event_id).with_for_update()
             )
             result = session.execute(
                 update(GitopsWriteRow)
@@ -680,6 +876,10 @@ class Store:
             )
             if _rowcount(result) != 1:
                 return False
+            if hold is not None or lift_hold:
+                _delete_hold(session, write.gitops_repo, write.env, write.app)
+            if hold is not None:
+                session.add(_hold_row(write.gitops_repo, hold))
             if event is not None:
                 _finish_if_done(session, event)
             return True
@@ -715,6 +915,232 @@ class Store:
                     updated=_now(),
                 )
             )
+
+    # -- the release index -----------------------------------------------------
+
+    def index_head(self, gitops_repo: str) -> IndexHead | None:
+        """The commit up to which the release index has read `gitops_repo`, if any."""
+        with self.session() as session:
+            row = session.get(IndexHeadRow, gitops_repo)
+            return None if row is None else IndexHead(row.commit_sha, row.position)
+
+    def record_index(
+        self,
+        gitops_repo: str,
+        *,
+        base: IndexHead | None,
+        head: IndexHead,
+        entries: Sequence[IndexEntry],
+    ) -> bool:
+        """Add `entries`, read from `base` (exclusive) to `head`, and move the index to `head`.
+
+        With `base` None the index of the repository is rebuilt from scratch. Safe to
+        run concurrently: entries are inserted only once, and the head moves only
+        from the `base` this reading started at (False when another reader moved it).
+        """
+        now = _now()
+        with self.session() as session:
+            if base is None:
+                session.execute(delete(ReleaseRow).where(ReleaseRow.gitops_repo == gitops_repo))
+                session.execute(delete(IndexHeadRow).where(IndexHeadRow.gitops_repo == gitops_repo))
+            if entries:
+                session.execute(
+                    _insert_ignoring_duplicates(session, ReleaseRow),
+                    [_release_row_values(gitops_repo, entry) for entry in entries],
+                )
+            for entry in entries:
+                if entry.reverts:
+                    session.execute(
+                        update(ReleaseRow)
+                        .where(
+                            ReleaseRow.gitops_repo == gitops_repo,
+                            ReleaseRow.env == entry.env,
+                            ReleaseRow.app == entry.app,
+                            ReleaseRow.commit_sha.in_(entry.reverts),
+                        )
+                        .values(rolled_back=True)
+                    )
+            if base is None:
+                session.add(
+                    IndexHeadRow(
+                        gitops_repo=gitops_repo,
+                        commit_sha=head.commit,
+                        position=head.position,
+                        updated=now,
+                    )
+                )
+                return True
+            moved = session.execute(
+                update(IndexHeadRow)
+                .where(
+                    IndexHeadRow.gitops_repo == gitops_repo,
+                    IndexHeadRow.commit_sha == base.commit,
+                )
+                .values(commit_sha=head.commit, position=head.position, updated=now)
+            )
+            return _rowcount(moved) == 1
+
+    def history(self, query: HistoryFilter) -> list[HistoryEntry]:
+        """Releases of an environment (or one app) newest first, from the index alone."""
+        statement = select(ReleaseRow).where(
+            ReleaseRow.gitops_repo == query.gitops_repo,
+            ReleaseRow.env == query.env,
+            ReleaseRow.kind.in_([kind.value for kind in query.kinds]),
+        )
+        if query.app:
+            statement = statement.where(ReleaseRow.app == query.app)
+        if query.source_repository:
+            statement = statement.where(ReleaseRow.repository == query.source_repository)
+        if query.since is not None:
+            statement = statement.where(ReleaseRow.created >= int(query.since.timestamp()))
+        if query.until is not None:
+            statement = statement.where(ReleaseRow.created < int(query.until.timestamp()))
+        order = (
+            (ReleaseRow.position, ReleaseRow.id)
+            if query.reverse
+            else (ReleaseRow.position.desc(), ReleaseRow.id.desc())
+        )
+        statement = (
+            statement.order_by(*order).limit(min(query.limit, MAX_LIST_LIMIT)).offset(query.offset)
+        )
+        with self.session() as session:
+            rows = session.scalars(statement).all()
+            holds = _holds(session, query.gitops_repo, query.env)
+        return [_history_entry(row, holds) for row in rows]
+
+    def live_releases(self, gitops_repo: str, env: str | None = None) -> list[HistoryEntry]:
+        """What each app runs now: its newest indexed commit, unless that deleted it."""
+        newest = select(
+            ReleaseRow.env, ReleaseRow.app, func.max(ReleaseRow.position).label("position")
+        ).where(ReleaseRow.gitops_repo == gitops_repo)
+        if env is not None:
+            newest = newest.where(ReleaseRow.env == env)
+        latest = newest.group_by(ReleaseRow.env, ReleaseRow.app).subquery()
+        statement = (
+            select(ReleaseRow)
+            .join(
+                latest,
+                (ReleaseRow.env == latest.c.env)
+                & (ReleaseRow.app == latest.c.app)
+                & (ReleaseRow.position == latest.c.position),
+            )
+            .where(ReleaseRow.gitops_repo == gitops_repo, ReleaseRow.kind != WriteKind.DELETE.value)
+            .order_by(ReleaseRow.env, ReleaseRow.app)
+        )
+        with self.session() as session:
+            rows = session.scalars(statement).all()
+            holds = _holds(session, gitops_repo, env)
+        return [_history_entry(row, holds, live=True) for row in rows]
+
+    def indexed_release(
+        self, gitops_repo: str, env: str, app: str, sha: str
+    ) -> HistoryEntry | None:
+        """The indexed commit `sha` of env/app, whatever its kind; None when it is not one."""
+        with self.session() as session:
+            row = session.scalar(
+                select(ReleaseRow).where(
+                    ReleaseRow.gitops_repo == gitops_repo,
+                    ReleaseRow.env == env,
+                    ReleaseRow.app == app,
+                    ReleaseRow.commit_sha == sha,
+                )
+            )
+            return None if row is None else _history_entry(row, {})
+
+    def commits_to_revert(self, gitops_repo: str, env: str, app: str, target: str) -> list[str]:
+        """The commits of env/app after `target` that a rollback to it reverts, newest first.
+
+        Releases and deletes not rolled back already; rollbacks themselves are not
+        reverted, as in the Go original.
+        """
+        with self.session() as session:
+            position = session.scalar(
+                select(ReleaseRow.position).where(
+                    ReleaseRow.gitops_repo == gitops_repo,
+                    ReleaseRow.env == env,
+                    ReleaseRow.app == app,
+                    ReleaseRow.commit_sha == target,
+                )
+            )
+            if position is None:
+                raise NotFound(f"{target} is not an indexed commit of {env}/{app}")
+            return list(
+                session.scalars(
+                    select(ReleaseRow.commit_sha)
+                    .where(
+                        ReleaseRow.gitops_repo == gitops_repo,
+                        ReleaseRow.env == env,
+                        ReleaseRow.app == app,
+                        ReleaseRow.position > position,
+                        ReleaseRow.kind != WriteKind.ROLLBACK.value,
+                        ReleaseRow.rolled_back.is_(False),
+                    )
+                    .order_by(ReleaseRow.position.desc())
+                )
+            )
+
+    # -- holds and environment locks ---------------------------------------------
+
+    def hold(self, gitops_repo: str, env: str, app: str) -> Hold | None:
+        with self.session() as session:
+            return _holds(session, gitops_repo, env).get((env, app))
+
+    def holds(self, gitops_repo: str, env: str | None = None) -> list[Hold]:
+        with self.session() as session:
+            return sorted(_holds(session, gitops_repo, env).values(), key=lambda h: (h.env, h.app))
+
+    def lift_hold(self, gitops_repo: str, env: str, app: str) -> Hold | None:
+        """Remove the hold on env/app; returns it, or None when there was none."""
+        with self.session() as session:
+            found = _holds(session, gitops_repo, env).get((env, app))
+            if found is not None:
+                _delete_hold(session, gitops_repo, env, app)
+            return found
+
+    def lock_env(self, gitops_repo: str, env: str, *, reason: str, locked_by: str) -> EnvLock:
+        """Freeze an environment. :raise Conflict: when it is locked already."""
+        with self.session() as session:
+            row = EnvLockRow(
+                gitops_repo=gitops_repo,
+                env=env,
+                reason=reason,
+                locked_by=locked_by,
+                created=int(_now()),
+            )
+            session.add(row)
+            session.flush()
+            return _env_lock(row)
+
+    def unlock_env(self, gitops_repo: str, env: str) -> EnvLock | None:
+        """Lift an environment's lock; returns it, or None when it was not locked."""
+        with self.session() as session:
+            row = session.scalar(
+                select(EnvLockRow).where(
+                    EnvLockRow.gitops_repo == gitops_repo, EnvLockRow.env == env
+                )
+            )
+            if row is None:
+                return None
+            session.delete(row)
+            return _env_lock(row)
+
+    def env_lock(self, gitops_repo: str, env: str) -> EnvLock | None:
+        with self.session() as session:
+            row = session.scalar(
+                select(EnvLockRow).where(
+                    EnvLockRow.gitops_repo == gitops_repo, EnvLockRow.env == env
+                )
+            )
+            return None if row is None else _env_lock(row)
+
+    def env_locks(self, gitops_repo: str) -> list[EnvLock]:
+        with self.session() as session:
+            rows = session.scalars(
+                select(EnvLockRow)
+                .where(EnvLockRow.gitops_repo == gitops_repo)
+                .order_by(EnvLockRow.env)
+            ).all()
+            return [_env_lock(row) for row in rows]
 
     # -- users ---------------------------------------------------------------
 
@@ -846,6 +1272,9 @@ def _write_from_row(row: GitopsWriteRow) -> GitopsWrite:
         commit_sha=row.commit_sha,
         attempts=row.attempts,
         not_before=row.not_before,
+        kind=WriteKind(row.kind),
+        target_sha=row.target_sha,
+        forced=row.forced,
     )
 
 
@@ -882,3 +1311,102 @@ def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
         ],
         results=results,
     )
+
+
+def _insert_ignoring_duplicates(session: Session, table: type[Base]) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _release_row_values(gitops_repo: str, entry: IndexEntry) -> dict[str, Any]:
+    release = entry.release
+    return {
+        "gitops_repo": gitops_repo,
+        "env": entry.env,
+        "app": entry.app,
+        "commit_sha": entry.commit,
+        "position": entry.position,
+        "kind": entry.kind.value,
+        "artifact_id": release.artifact_id[:512],
+        "repository": (release.version.repository_name if release.version else "")[:512],
+        "triggered_by": release.triggered_by[:256],
+        "event_id": release.event_id[:64],
+        "created": entry.created,
+        "rolled_back": False,
+        "release": json.dumps(release.to_json()),
+    }
+
+
+def _history_entry(
+    row: ReleaseRow, holds: dict[tuple[str, str], Hold], *, live: bool = False
+) -> HistoryEntry:
+    """An index row as the API shows it; the hold is shown on the release it protects.
+
+    In a status (`live`), the hold of the app is shown on what runs now.
+    """
+    release = json.loads(row.release)
+    hold = holds.get((row.env, row.app))
+    protects = hold is not None and (live or hold.commit == row.commit_sha)
+    return HistoryEntry.model_validate(
+        {
+            **release,
+            "app": row.app,
+            "env": row.env,
+            "gitopsRef": row.commit_sha,
+            "gitopsRepo": row.gitops_repo,
+            "created": row.created,
+            "rolledBack": row.rolled_back,
+            "kind": row.kind,
+            "hold": hold if protects else None,
+        }
+    )
+
+
+def _holds(session: Session, gitops_repo: str, env: str | None) -> dict[tuple[str, str], Hold]:
+    """The holds of one environment (of every one when `env` is None) by (env, app)."""
+    statement = select(HoldRow).where(HoldRow.gitops_repo == gitops_repo)
+    if env is not None:
+        statement = statement.where(HoldRow.env == env)
+    return {
+        (row.env, row.app): Hold(
+            env=row.env,
+            app=row.app,
+            reason=row.reason,
+            placed_by=row.placed_by,
+            event_id=row.event_id,
+            commit=row.commit_sha,
+            created=row.created,
+        )
+        for row in session.scalars(statement)
+    }
+
+
+def _delete_hold(session: Session, gitops_repo: str, env: str, app: str) -> None:
+    session.execute(
+        delete(HoldRow).where(
+            HoldRow.gitops_repo == gitops_repo, HoldRow.env == env, HoldRow.app == app
+        )
+    )
+
+
+def _hold_row(gitops_repo: str, hold: Hold) -> HoldRow:
+    return HoldRow(
+        gitops_repo=gitops_repo,
+        env=hold.env,
+        app=hold.app,
+        reason=hold.reason,
+        placed_by=hold.placed_by,
+        event_id=hold.event_id,
+        commit_sha=hold.commit,
+        created=hold.created,
+    )
+
+
+def _env_lock(row: EnvLockRow) -> EnvLock:
+    return EnvLock(env=row.env, reason=row.reason, locked_by=row.locked_by, created=row.created)

@@ -30,7 +30,7 @@ for _variable, _subdir in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "c
 app = Celery(
     "gimletd",
     broker=settings.resolved_redis_url,
-    include=["workers.artifacts", "workers.gitops", "workers.sweep"],
+    include=["workers.events", "workers.gitops", "workers.history", "workers.sweep"],
 )
 app.conf.update(
     task_serializer="json",
@@ -48,7 +48,11 @@ app.conf.update(
         "sweep-unfinished-events": {
             "task": "gimletd.sweep",
             "schedule": settings.sweep_interval,
-        }
+        },
+        "sync-release-index": {
+            "task": "gimletd.index.sync",
+            "schedule": settings.index_sync_interval,
+        },
     },
 )
 
@@ -88,7 +92,7 @@ _task_log_contexts: dict[str, Any] = {}
 def _bind_log_context(task_id: str, task: Task, args: tuple[Any, ...], **_: object) -> None:
     """Every log line of a task names the task and the event or environment it works on."""
     fields = {"task_id": task_id}
-    if task.name == "gimletd.artifacts.process" and args:
+    if task.name == "gimletd.events.process" and args:
         fields["event_id"] = str(args[0])
     elif task.name == "gimletd.gitops.drain" and len(args) == 2:
         fields["env"] = str(args[1])

@@ -57,10 +57,15 @@ def charts() -> CachingChartLoader:
 
 
 @functools.cache
-def gitops_repo() -> GitopsRepository:
-    """This process's clone of the GitOps repository, named after the worker node and process."""
+def gitops_repo(url: str) -> GitopsRepository:
+    """This process's clone of a GitOps repository, named after the worker node and process.
+
+    :raise ValueError: when `url` is not one of the repositories the settings name.
+    """
     config = settings()
-    if not config.gitops_repo:
+    if url not in config.all_gitops_repos:
+        raise ValueError(f"{url} is not a GitOps repository of this GimletD")
+    if url == str(config.default_gitops_repo_path):
         init_bare(config.default_gitops_repo_path)
     token = config.gitops_repo_token.get_secret_value() if config.gitops_repo_token else None
     # A hung connection must not outlive the environment lock: bound libgit2's waits.
@@ -69,7 +74,7 @@ def gitops_repo() -> GitopsRepository:
     # Only prefork children have an index; the solo and threads pools run in one process.
     index = getattr(billiard.process.current_process(), "index", None) or 0
     return GitopsRepository(
-        config.resolved_gitops_repo,
+        url,
         cache_dir=config.resolved_repo_cache_path,
         clone_name=f"{node_name}-{index}-{os.uname().nodename}",
         branch=config.gitops_branch,

@@ -10,6 +10,7 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from gimletd.errors import LockLost, WriteDeferred
+from gimletd.history import sync_index
 from gimletd.release import apply_queue
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 class Drained(enum.Enum):
     """How a drain attempt ended."""
 
-    DONE = "done"  # the queue was empty when the lock was released
+    DONE = "done"  # nothing left that can be applied now (writes may wait for a lock or hold)
     BUSY = "busy"  # another worker holds the lock and drains the queue
     MORE = "more"  # writes arrived after the last look; another drain was queued
 
@@ -56,18 +57,20 @@ def drain_queue(gitops_repo: str, env: str) -> Drained:
     :raise WriteDeferred: a write failed and waits for its retry delay.
     """
     store = context.store()
-    repo = context.gitops_repo()
-    if repo.url != gitops_repo:
-        reason = f"this GimletD writes to {repo.url}, not {gitops_repo} (GITOPS_REPO changed?)"
+    settings = context.settings()
+    if gitops_repo not in settings.all_gitops_repos:
+        reason = (
+            f"this GimletD does not write to {gitops_repo} (GITOPS_REPO or GITOPS_REPOS changed?)"
+        )
         log.error("writes to %s in %s cannot be applied: %s", env, gitops_repo, reason)
         store.fail_unfinished_writes(gitops_repo, env, reason)
         return Drained.DONE
-    settings = context.settings()
+    repo = context.gitops_repo(gitops_repo)
     lock = env_lock(context.redis_client(), gitops_repo, env, timeout=settings.lock_timeout)
     if not lock.acquire():
         return Drained.BUSY
     try:
-        apply_queue(
+        result = apply_queue(
             store,
             repo,
             env,
@@ -80,10 +83,21 @@ def drain_queue(gitops_repo: str, env: str) -> Drained:
         return Drained.BUSY
     finally:
         _release(lock, env)
-    if store.has_unfinished_writes(gitops_repo, env):
+    if result.reports:
+        _index(gitops_repo)
+    if store.has_unfinished_writes(gitops_repo, env, excluding=result.waiting):
         drain.delay(gitops_repo, env)
         return Drained.MORE
     return Drained.DONE
+
+
+def _index(gitops_repo: str) -> None:
+    """Read the commits just pushed into the release index; the periodic sync catches up if not."""
+    repo = context.gitops_repo(gitops_repo)
+    try:
+        sync_index(context.store(), repo, repo.known_head())
+    except Exception:
+        log.exception("indexing %s after a write failed; the periodic sync will", gitops_repo)
 
 
 def _renew(lock: Lock, env: str) -> None:

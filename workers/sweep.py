@@ -6,8 +6,8 @@ import logging
 import time
 
 from workers import context
-from workers.artifacts import process
 from workers.celery import app
+from workers.events import process
 from workers.gitops import queue_drains
 
 log = logging.getLogger(__name__)

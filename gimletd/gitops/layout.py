@@ -23,10 +23,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gimletd.models import Release, check_dns_label
+from gimletd.models import POLICY_TRIGGER, Release, check_dns_label
 
 RELEASE_FILE = "release.json"
-POLICY_TRIGGER = "policy"
 
 TRAILER_EVENT = "Gimlet-Event"
 TRAILER_ARTIFACT = "Gimlet-Artifact"
@@ -77,6 +76,24 @@ def deploy_message(env: str, app: str, triggered_by: str, trailers: CommitTraile
     """`[Gimlet] <env>/<app> automated deploy` for policy deploys, `release by <login>` else."""
     action = "automated deploy" if triggered_by == POLICY_TRIGGER else f"release by {triggered_by}"
     return with_trailers(f"[Gimlet] {env}/{app} {action}", trailers)
+
+
+def delete_message(env: str, app: str, deleted_by: str, trailers: CommitTrailers) -> str:
+    """`[GimletD delete] <env>/<app> deleted by <who>`, as the Go original wrote it."""
+    return with_trailers(f"[GimletD delete] {env}/{app} deleted by {deleted_by}", trailers)
+
+
+def rollback_message(
+    env: str, app: str, target: str, reverted: list[str], rolled_back_by: str,
+    trailers: CommitTrailers,
+) -> str:  # fmt: skip
+    """Names every reverted commit with `This reverts commit <sha>.`, as `git revert` does.
+
+    The Go original's clients find rolled-back releases by that sentence.
+    """
+    subject = f"[GimletD rollback] {env}/{app} to {target[:12]} by {rolled_back_by}"
+    body = "\n".join(f"This reverts commit {sha}." for sha in reverted)
+    return with_trailers(f"{subject}\n\n{body}" if body else subject, trailers)
 
 
 def with_trailers(subject: str, trailers: CommitTrailers) -> str:

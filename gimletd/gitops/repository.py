@@ -73,12 +73,38 @@ class Credentials:
 
 @dataclass(frozen=True)
 class AppChange:
-    """The new content of `<env>/<app>/`, plus the environment-level files to set."""
+    """The new content of `<env>/<app>/` (None removes it), and environment-level files to set."""
 
     env: str
     app: str
-    files: Mapping[str, bytes]
+    files: Mapping[str, bytes] | None
     env_files: Mapping[str, bytes]
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What the release index needs of a commit."""
+
+    sha: str
+    message: str
+    time: int
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class AppDirChange:
+    """`<env>/<app>/` as a commit changed it: its `release.json` after, or removed altogether.
+
+    `env_release` is `<env>/release.json` after the commit, for commits that
+    wrote only that file (some of the Go original's, or by hand).
+    """
+
+    env: str
+    app: str
+    removed: bool
+    release: bytes | None
+    release_changed: bool
+    env_release: bytes | None
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
@@ -199,6 +225,93 @@ class GitopsRepository:
                     files[entry.name] = blob.data
             return files
 
+    def known_head(self) -> str | None:
+        """The branch head as this process last saw it, without asking the remote."""
+        ref_name = self._branch_ref if self._local_remote is not None else self._tracking_ref
+        with self._git_errors("read the head of"):
+            ref = self._repo.references.get(ref_name)
+        return None if ref is None else str(ref.target)
+
+    def commits_since(self, head: str, since: str | None) -> list[CommitInfo] | None:
+        """The first-parent commits from `since` (exclusive) to `head`, oldest first.
+
+        None when `since` is not an ancestor of `head` (the branch was rewritten):
+        the caller must start over from the root.
+        """
+        with self._git_errors("walk history of"):
+            head_oid = pygit2.Oid(hex=head)
+            walker = self._repo.walk(head_oid, pygit2.enums.SortMode.TOPOLOGICAL)
+            walker.simplify_first_parent()
+            if since:
+                since_oid = pygit2.Oid(hex=since)
+                if since_oid not in self._repo:
+                    return None
+                if since_oid != head_oid and not self._repo.descendant_of(head_oid, since_oid):
+                    return None
+                walker.hide(since_oid)
+            commits = [
+                CommitInfo(
+                    sha=str(commit.id),
+                    message=commit.message,
+                    time=commit.commit_time,
+                    parent=str(commit.parent_ids[0]) if commit.parent_ids else None,
+                )
+                for commit in walker
+            ]
+        commits.reverse()
+        return commits
+
+    def app_dir_changes(self, commit: CommitInfo) -> list[AppDirChange]:
+        """Every `<env>/<app>/` directory `commit` changed, compared with its first parent.
+
+        Only trees that differ are opened, so the cost follows the size of the
+        change, not of the repository.
+        """
+        with self._git_errors("read"):
+            tree = self._repo[commit.sha].peel(pygit2.Tree)
+            parent = self._repo[commit.parent].peel(pygit2.Tree) if commit.parent else None
+            changes = []
+            for env, env_tree, old_env_tree in self._changed_subtrees(tree, parent):
+                env_release = self._blob(env_tree, RELEASE_FILE)
+                for app, app_tree, old_app_tree in self._changed_subtrees(env_tree, old_env_tree):
+                    release = self._blob(app_tree, RELEASE_FILE)
+                    old_release = self._blob(old_app_tree, RELEASE_FILE)
+                    changes.append(
+                        AppDirChange(
+                            env=env,
+                            app=app,
+                            removed=app_tree is None,
+                            release=release,
+                            release_changed=release != old_release,
+                            env_release=env_release,
+                        )
+                    )
+            return changes
+
+    def _changed_subtrees(
+        self, tree: pygit2.Tree | None, old: pygit2.Tree | None
+    ) -> Iterator[tuple[str, pygit2.Tree | None, pygit2.Tree | None]]:
+        """(name, new, old) for each subdirectory whose tree differs between `old` and `tree`."""
+        new_ids = _tree_entries(tree)
+        old_ids = _tree_entries(old)
+        for name in sorted(new_ids.keys() | old_ids.keys()):
+            if new_ids.get(name) == old_ids.get(name):
+                continue
+            new_sub = _subtree(self._repo, tree, name) if name in new_ids else None
+            old_sub = _subtree(self._repo, old, name) if name in old_ids else None
+            if new_sub is not None or old_sub is not None:
+                yield name, new_sub, old_sub
+
+    def _blob(self, tree: pygit2.Tree | None, name: str) -> bytes | None:
+        if tree is None:
+            return None
+        try:
+            entry = tree[name]
+        except KeyError:
+            return None
+        blob = self._repo[entry.id]
+        return blob.data if isinstance(blob, pygit2.Blob) else None
+
     def find_commit(
         self, head: str, *, since: str | None, matches: Callable[[str], bool]
     ) -> str | None:
@@ -280,17 +393,24 @@ class GitopsRepository:
         unreachable copy just as a new tree starts to use it.
         """
         env_tree = _subtree(self._repo, base, change.env)
-        app_builder = self._repo.TreeBuilder()
-        for name in sorted(change.files):
-            app_builder.insert(
-                name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB
-            )
         env_builder = self._repo.TreeBuilder(env_tree) if env_tree else self._repo.TreeBuilder()
-        env_builder.insert(change.app, app_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        if change.files is None:
+            if env_builder.get(change.app) is not None:
+                env_builder.remove(change.app)
+        else:
+            app_builder = self._repo.TreeBuilder()
+            for name in sorted(change.files):
+                app_builder.insert(
+                    name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB
+                )
+            env_builder.insert(change.app, app_builder.write(), pygit2.GIT_FILEMODE_TREE)
         for name, content in sorted(change.env_files.items()):
             env_builder.insert(name, self._repo.create_blob(content), pygit2.GIT_FILEMODE_BLOB)
         root = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
-        root.insert(change.env, env_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        if len(env_builder):
+            root.insert(change.env, env_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        elif root.get(change.env) is not None:
+            root.remove(change.env)  # git has no empty directories
         return root.write()
 
     # -- plumbing --------------------------------------------------------------
@@ -332,6 +452,13 @@ class GitopsRepository:
             yield
         except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
             raise GitOpsError(f"cannot {action} GitOps repository {self.url}: {exc}") from exc
+
+
+def _tree_entries(tree: pygit2.Tree | None) -> dict[str, pygit2.Oid]:
+    """The names and object ids of a tree's entries (none for a missing tree)."""
+    if tree is None:
+        return {}
+    return {entry.name: entry.id for entry in tree if entry.name is not None}
 
 
 def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> pygit2.Tree | None:
@@ -394,6 +521,8 @@ def _own_clone(directory: Path, name: str) -> tuple[Path, IO[str]]:
 __all__ = [
     "RELEASE_FILE",
     "AppChange",
+    "AppDirChange",
+    "CommitInfo",
     "Credentials",
     "GitopsRepository",
     "WriteOutcome",

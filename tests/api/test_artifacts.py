@@ -53,7 +53,7 @@ def test_an_accepted_artifact_is_enqueued_by_task_name(
     queue.delete("celery")
     event_id = post(client, seed(fixtures_dir)).json["eventId"]
     message = json.loads(queue.lpop("celery") or b"{}")
-    assert message["headers"]["task"] == "gimletd.artifacts.process"
+    assert message["headers"]["task"] == "gimletd.events.process"
     assert event_id in message["headers"]["argsrepr"]
 
 

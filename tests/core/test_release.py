@@ -34,7 +34,7 @@ def test_only_environments_whose_policy_matches_are_planned(fixtures_dir: Path) 
         seed_artifact(fixtures_dir, branch="main", event="push"),
         event_id="e1",
         triggered_by="policy",
-        gitops_repo="repo",
+        gitops_repo_for=lambda env: "repo",
         render=fake_render,
         now=0,
     )
@@ -54,7 +54,12 @@ def test_a_failing_environment_is_recorded_and_the_others_planned(fixtures_dir: 
     )
     artifact.environments.append(broken)
     plan = plan_artifact(
-        artifact, event_id="e1", triggered_by="policy", gitops_repo="r", render=fake_render, now=0
+        artifact,
+        event_id="e1",
+        triggered_by="policy",
+        gitops_repo_for=lambda env: "r",
+        render=fake_render,
+        now=0,
     )
     assert [w.env for w in plan.writes] == ["staging"]
     [failure] = plan.failures
@@ -68,7 +73,8 @@ def test_template_errors_surface_as_template_errors(fixtures_dir: Path) -> None:
 
     plan = plan_artifact(
         seed_artifact(fixtures_dir, branch="main", event="push"),
-        event_id="e1", triggered_by="policy", gitops_repo="r", render=failing, now=0,
+        event_id="e1", triggered_by="policy", gitops_repo_for=lambda env: "r", render=failing,
+        now=0,
     )  # fmt: skip
     assert plan.failures[0].reason == "boom"
     assert plan.retryable == []
@@ -80,26 +86,30 @@ def repo(gitops_remote: Path, tmp_path: Path) -> GitopsRepository:
 
 
 def queue_release(
-    store: Store, fixtures_dir: Path, repo: GitopsRepository, tag: str, env: str = "staging"
+    store: Store,
+    fixtures_dir: Path,
+    repo: GitopsRepository,
+    tag: str,
+    env: str = "staging",
+    app: str = "frontend",
 ) -> str:
-    """Store an artifact event and plan one write of it; returns the event id."""
+    """Store an artifact event and plan one policy deploy of it; returns the event id."""
     stored, event = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
     release = Release(
-        app="frontend", env=env, artifact_id=stored.id, triggered_by="policy", event_id=event.id
+        app=app, env=env, artifact_id=stored.id, triggered_by="policy", event_id=event.id
     )
-    files = {"deployment-frontend.yaml": f"tag: {tag}\n".encode()}
+    files = {f"deployment-{app}.yaml": f"tag: {tag}\n".encode()}
     store.plan_event(
         event.id,
-        gitops_repo=repo.url,
-        writes=[PlannedWrite(env, "frontend", files, release)],
+        writes=[PlannedWrite(repo.url, env, app, files, release)],
         failures=[],
     )
     return event.id
 
 
 def apply(store: Store, repo: GitopsRepository, env: str = "staging") -> list[ResultStatus]:
-    reports = apply_queue(store, repo, env, push_attempts=3, max_attempts=3)
-    return [r.status for r in reports]
+    result = apply_queue(store, repo, env, push_attempts=3, max_attempts=3)
+    return [r.status for r in result.reports]
 
 
 def retry_delays_pass(store: Store) -> None:
@@ -111,13 +121,25 @@ def retry_delays_pass(store: Store) -> None:
 def test_writes_are_applied_in_acceptance_order(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
 ) -> None:
-    first = queue_release(store, fixtures_dir, repo, "one")
-    second = queue_release(store, fixtures_dir, repo, "two")
+    first = queue_release(store, fixtures_dir, repo, "one", app="frontend")
+    second = queue_release(store, fixtures_dir, repo, "two", app="backend")
     assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.SUCCESS]
     history = gitops.commits(gitops_remote)
     assert [c.trailers["Gimlet-Event"] for c in history] == [second, first]
-    assert gitops.read(gitops_remote, "staging/frontend/deployment-frontend.yaml") == "tag: two\n"
+    assert gitops.read(gitops_remote, "staging/backend/deployment-backend.yaml") == "tag: two\n"
     assert store.event(first).status.value == "processed"
+
+
+def test_a_policy_deploy_with_a_newer_one_queued_behind_it_is_superseded(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """A backlog of one app's policy deploys commits only the newest (its result says so)."""
+    first = queue_release(store, fixtures_dir, repo, "one")
+    second = queue_release(store, fixtures_dir, repo, "two")
+    assert apply(store, repo) == [ResultStatus.SUPERSEDED, ResultStatus.SUCCESS]
+    assert [c.trailers["Gimlet-Event"] for c in gitops.commits(gitops_remote)] == [second]
+    assert gitops.read(gitops_remote, "staging/frontend/deployment-frontend.yaml") == "tag: two\n"
+    assert "newer policy deploy" in store.event(first).results[0].status_desc
 
 
 def test_an_older_release_planned_late_is_superseded(
@@ -131,8 +153,9 @@ def test_an_older_release_planned_late_is_superseded(
     release = Release(app="frontend", env="staging", artifact_id=stored.id, triggered_by="policy")
     store.plan_event(
         older,
-        gitops_repo=repo.url,
-        writes=[PlannedWrite("staging", "frontend", {"d.yaml": b"tag: older\n"}, release)],
+        writes=[
+            PlannedWrite(repo.url, "staging", "frontend", {"d.yaml": b"tag: older\n"}, release)
+        ],
         failures=[],
     )
     assert apply(store, repo) == [ResultStatus.SUPERSEDED]
@@ -169,6 +192,7 @@ def test_releasing_what_is_live_makes_no_commit(
 ) -> None:
     stored, _ = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
     files = {"deployment-frontend.yaml": b"tag: one\n"}
+    outcomes = []
     for _ in range(2):
         _, again = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
         release = Release(
@@ -176,12 +200,13 @@ def test_releasing_what_is_live_makes_no_commit(
         )
         store.plan_event(
             again.id,
-            gitops_repo=repo.url,
-            writes=[PlannedWrite("staging", "frontend", files, release)],
+            writes=[PlannedWrite(repo.url, "staging", "frontend", files, release)],
             failures=[],
         )
-    assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.UNCHANGED]
+        outcomes += apply(store, repo)
+    assert outcomes == [ResultStatus.SUCCESS, ResultStatus.UNCHANGED]
     assert len(gitops.commits(gitops_remote)) == 1
+    assert "already released" in store.event(again.id).results[0].status_desc
 
 
 def test_an_unreachable_remote_is_retried_then_fails_the_write(
@@ -218,7 +243,12 @@ def test_a_render_failure_names_the_resolved_app(fixtures_dir: Path) -> None:
     artifact = seed_artifact(fixtures_dir, branch="feature/x", event="pr")
     artifact.context["BRANCH"] = "feature/x"
     plan = plan_artifact(
-        artifact, event_id="e", triggered_by="policy", gitops_repo="r", render=unreachable, now=0
+        artifact,
+        event_id="e",
+        triggered_by="policy",
+        gitops_repo_for=lambda env: "r",
+        render=unreachable,
+        now=0,
     )
     [failure] = plan.failures
     assert (failure.env, failure.app) == ("preview", "frontend-feature-x")
@@ -231,7 +261,12 @@ def test_duplicate_environments_release_the_first_and_report_the_second(
     artifact = seed_artifact(fixtures_dir, branch="main", event="push")
     artifact.environments.append(artifact.environments[0].model_copy())
     plan = plan_artifact(
-        artifact, event_id="e", triggered_by="policy", gitops_repo="r", render=fake_render, now=0
+        artifact,
+        event_id="e",
+        triggered_by="policy",
+        gitops_repo_for=lambda env: "r",
+        render=fake_render,
+        now=0,
     )
     assert [(w.env, w.app) for w in plan.writes] == [("staging", "frontend")]
     [failure] = plan.failures
@@ -244,7 +279,7 @@ def test_any_failure_of_a_write_counts_against_its_budget(
 ) -> None:
     """A bug or a full disk must not block the environment forever: the write ends failed."""
     event_id = queue_release(store, fixtures_dir, repo, "one")
-    later = queue_release(store, fixtures_dir, repo, "two")
+    later = queue_release(store, fixtures_dir, repo, "two", app="backend")
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")

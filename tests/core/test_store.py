@@ -24,7 +24,7 @@ def make_artifact(fixtures_dir: Path, **version: str) -> Artifact:
 
 def planned(env: str, app: str, artifact_id: str = "a") -> PlannedWrite:
     release = Release(app=app, env=env, artifactId=artifact_id, triggeredBy="policy")
-    return PlannedWrite(env, app, {"deployment-x.yaml": b"kind: Deployment\n"}, release)
+    return PlannedWrite("repo", env, app, {"deployment-x.yaml": b"kind: Deployment\n"}, release)
 
 
 def test_migrations_create_the_schema_of_the_models(any_store: Store) -> None:
@@ -84,12 +84,8 @@ def test_unknown_ids_are_not_found(any_store: Store) -> None:
 def test_planning_twice_writes_once(any_store: Store, fixtures_dir: Path) -> None:
     """A redelivered policy task cannot plan a second set of writes (I2)."""
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
-    first = any_store.plan_event(
-        event.id, gitops_repo="repo", writes=[planned("staging", "frontend")], failures=[]
-    )
-    second = any_store.plan_event(
-        event.id, gitops_repo="repo", writes=[planned("staging", "frontend")], failures=[]
-    )
+    first = any_store.plan_event(event.id, writes=[planned("staging", "frontend")], failures=[])
+    second = any_store.plan_event(event.id, writes=[planned("staging", "frontend")], failures=[])
     assert first == [("repo", "staging")]
     assert second == []
     assert len(any_store.unfinished_writes("repo", "staging")) == 1
@@ -99,7 +95,6 @@ def test_an_event_ends_when_its_last_write_ends(any_store: Store, fixtures_dir: 
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
     any_store.plan_event(
         event.id,
-        gitops_repo="repo",
         writes=[planned("staging", "frontend"), planned("prod", "frontend")],
         failures=[],
     )
@@ -119,9 +114,8 @@ def test_a_failed_environment_makes_the_event_an_error_naming_it(
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
     any_store.plan_event(
         event.id,
-        gitops_repo="repo",
         writes=[],
-        failures=[FailedEnvironment("preview", "web", "variable BRANCH is not set")],
+        failures=[FailedEnvironment("repo", "preview", "web", "variable BRANCH is not set")],
     )
     done = any_store.event(event.id)
     assert done.status is EventStatus.ERROR
@@ -132,7 +126,7 @@ def test_an_event_without_matching_policies_is_processed(
     any_store: Store, fixtures_dir: Path
 ) -> None:
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
-    any_store.plan_event(event.id, gitops_repo="repo", writes=[], failures=[])
+    any_store.plan_event(event.id, writes=[], failures=[])
     assert any_store.event(event.id).status is EventStatus.PROCESSED
 
 
@@ -141,9 +135,7 @@ def test_stale_events_and_queues_are_found_for_the_sweep(
 ) -> None:
     _, waiting = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
     _, planned_event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
-    any_store.plan_event(
-        planned_event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
-    )
+    any_store.plan_event(planned_event.id, writes=[planned("staging", "x")], failures=[])
     later = time.time() + 60
     assert any_store.stale_events(older_than=later) == [waiting.id]
     assert any_store.stale_queues(older_than=later) == [("repo", "staging")]
@@ -187,9 +179,7 @@ def test_a_configured_admin_token_replaces_the_old_one(any_store: Store) -> None
 def test_the_sweep_settles_a_planned_event_left_new(any_store: Store, fixtures_dir: Path) -> None:
     """An event whose writes all ended but whose own status was not updated still ends (I5)."""
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
-    any_store.plan_event(
-        event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
-    )
+    any_store.plan_event(event.id, writes=[planned("staging", "x")], failures=[])
     [write] = any_store.unfinished_writes("repo", "staging")
     with any_store.engine.begin() as connection:
         connection.exec_driver_sql(
@@ -203,9 +193,7 @@ def test_the_sweep_settles_a_planned_event_left_new(any_store: Store, fixtures_d
 
 def test_a_planned_event_is_not_failed_by_the_sweep(any_store: Store, fixtures_dir: Path) -> None:
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
-    any_store.plan_event(
-        event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
-    )
+    any_store.plan_event(event.id, writes=[planned("staging", "x")], failures=[])
     any_store.fail_event(event.id, "gave up")
     assert any_store.event(event.id).status is EventStatus.NEW
 
@@ -238,7 +226,6 @@ def test_writes_of_one_event_finishing_at_once_end_the_event(
         _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
         any_store.plan_event(
             event.id,
-            gitops_repo="repo",
             writes=[planned("staging", "x"), planned("prod", "x")],
             failures=[],
         )
@@ -253,9 +240,7 @@ def test_writes_of_one_event_finishing_at_once_end_the_event(
 
 def test_an_outcome_is_recorded_once(any_store: Store, fixtures_dir: Path) -> None:
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
-    any_store.plan_event(
-        event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
-    )
+    any_store.plan_event(event.id, writes=[planned("staging", "x")], failures=[])
     [write] = any_store.unfinished_writes("repo", "staging")
     assert any_store.finish_write(write.id, ResultStatus.SUCCESS, commit_sha="c" * 40)
     assert not any_store.finish_write(write.id, ResultStatus.UNCHANGED, commit_sha="d" * 40)
@@ -267,8 +252,6 @@ def test_a_failed_event_is_not_planned_by_a_late_delivery(
 ) -> None:
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
     any_store.fail_event(event.id, "gave up")
-    queues = any_store.plan_event(
-        event.id, gitops_repo="repo", writes=[planned("staging", "x")], failures=[]
-    )
+    queues = any_store.plan_event(event.id, writes=[planned("staging", "x")], failures=[])
     assert queues == []
     assert any_store.unfinished_writes("repo", "staging") == []

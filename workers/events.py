@@ -1,7 +1,13 @@
-"""Policy matching: an artifact event becomes one planned GitOps write per matching environment."""
+"""Event processing: an accepted event becomes planned GitOps writes on their environments.
+
+An artifact event is matched against every environment's deploy policy; a
+release event renders the environments it names; rollback and delete events
+plan one write whose files are read from the GitOps repository when applied.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -9,10 +15,9 @@ from celery import Task
 from celery.exceptions import Retry
 
 from gimletd.errors import Conflict, StoreUnavailable, WriteDeferred
-from gimletd.gitops.layout import POLICY_TRIGGER
-from gimletd.models import EventType
-from gimletd.release import plan_artifact
-from gimletd.store import Store
+from gimletd.models import POLICY_TRIGGER, EventType, WriteKind
+from gimletd.release import Plan, Target, plan_artifact, plan_operation
+from gimletd.store import EventClaim, Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.gitops import drain, drain_queue, queue_drains
@@ -25,12 +30,12 @@ CHART_FETCH_ATTEMPTS = 3
 
 @app.task(
     bind=True,
-    name="gimletd.artifacts.process",
+    name="gimletd.events.process",
     acks_late=True,
     **RETRY_WHILE_STORE_UNAVAILABLE,
 )
 def process(self: Task, event_id: str) -> None:
-    """Plan the writes of an artifact event and queue them on their environments."""
+    """Plan the writes of an event and queue them on their environments."""
     store = context.store()
     settings = context.settings()
     claim = store.claim_event(event_id)
@@ -42,28 +47,14 @@ def process(self: Task, event_id: str) -> None:
     if claim.attempts > settings.max_attempts:
         store.fail_event(event_id, _gave_up(store, event_id, claim.attempts - 1))
         return
-    if claim.type is not EventType.ARTIFACT:
-        store.fail_event(event_id, f"event type {claim.type.value} is not handled by this worker")
-        return
-    if claim.artifact is None:
-        store.fail_event(event_id, f"the event's artifact {claim.artifact_id!r} is not stored")
-        return
-    gitops_repo = settings.resolved_gitops_repo
     try:
-        plan = plan_artifact(
-            claim.artifact,
-            event_id=event_id,
-            triggered_by=POLICY_TRIGGER,
-            gitops_repo=gitops_repo,
-            render=context.renderer(),
-            now=time.time(),
-        )
+        plan = _plan(claim)
+        if plan is None:
+            return
         if plan.retryable and self.request.retries < CHART_FETCH_ATTEMPTS - 1:
             log.warning("event %s: %s; retrying", event_id, plan.retryable[0])
             raise self.retry(countdown=2 ** (self.request.retries + 1), exc=plan.retryable[0])
-        queues = store.plan_event(
-            event_id, gitops_repo=gitops_repo, writes=plan.writes, failures=plan.failures
-        )
+        queues = store.plan_event(event_id, writes=plan.writes, failures=plan.failures)
     except Conflict:
         # Another delivery of this event planned it at the same moment (SQLite has no
         # row locks); its writes are there, so only make sure they get drained.
@@ -75,6 +66,45 @@ def process(self: Task, event_id: str) -> None:
         raise
     for queue in queues:
         _drain_now(*queue)
+
+
+def _plan(claim: EventClaim) -> Plan | None:
+    """What the event writes; None when it ended already (recorded as an error)."""
+    store, settings = context.store(), context.settings()
+    now = time.time()
+    request = json.loads(claim.blob) if claim.blob else {}
+    if claim.type in (EventType.ARTIFACT, EventType.RELEASE):
+        if claim.artifact is None:
+            store.fail_event(claim.id, f"the event's artifact {claim.artifact_id!r} is not stored")
+            return None
+        target = None
+        if claim.type is EventType.RELEASE:
+            target = Target(env=request["env"], app=request.get("app") or None)
+        return plan_artifact(
+            claim.artifact,
+            event_id=claim.id,
+            triggered_by=POLICY_TRIGGER if target is None else claim.triggered_by,
+            gitops_repo_for=settings.gitops_repo_for,
+            render=context.renderer(),
+            now=now,
+            target=target,
+            forced=bool(request.get("force")),
+        )
+    kind = WriteKind.ROLLBACK if claim.type is EventType.ROLLBACK else WriteKind.DELETE
+    env, app_name = request["env"], request["app"]
+    write = plan_operation(
+        kind,
+        gitops_repo=settings.gitops_repo_for(env),
+        env=env,
+        app=app_name,
+        event_id=claim.id,
+        triggered_by=claim.triggered_by,
+        now=now,
+        target_sha=request.get("sha", ""),
+        artifact_id=request.get("artifactId", ""),
+        forced=bool(request.get("force")),
+    )
+    return Plan(writes=[write])
 
 
 def _drain_now(gitops_repo: str, env: str) -> None:

@@ -1,0 +1,178 @@
+"""Rollbacks, deletes, holds and environment locks through the writer, without Celery."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from gimletd.gitops.repository import GitopsRepository
+from gimletd.history import sync_index
+from gimletd.models import EventType, Release, ResultStatus, WriteKind
+from gimletd.release import apply_queue, plan_operation
+from gimletd.store import PlannedWrite, Store
+from tests.core.test_release import seed_artifact
+from tests.support import gitops
+
+ENV, APP = "staging", "frontend"
+
+
+@pytest.fixture
+def repo(gitops_remote: Path, tmp_path: Path) -> GitopsRepository:
+    return GitopsRepository(str(gitops_remote), cache_dir=tmp_path / "cache", clone_name="t")
+
+
+def queue(
+    store: Store,
+    repo: GitopsRepository,
+    fixtures_dir: Path,
+    tag: str,
+    *,
+    by: str = "policy",
+    artifact_id: str | None = None,
+    forced: bool = False,
+) -> tuple[str, str]:
+    """Queue a release of a new artifact (or of `artifact_id`); returns (event, artifact)."""
+    if artifact_id is None:
+        stored, event = store.create_artifact(seed_artifact(fixtures_dir), triggered_by="ci")
+        artifact_id = stored.id
+    if by != "policy":
+        event = store.create_event(
+            EventType.RELEASE, request={"env": ENV}, triggered_by=by, artifact_id=artifact_id
+        )
+    release = Release(app=APP, env=ENV, artifact_id=artifact_id, triggered_by=by, event_id=event.id)
+    files = {f"deployment-{APP}.yaml": f"tag: {tag}\n".encode()}
+    write = PlannedWrite(repo.url, ENV, APP, files, release, forced=forced)
+    store.plan_event(event.id, writes=[write], failures=[])
+    return event.id, artifact_id
+
+
+def queue_operation(
+    store: Store, repo: GitopsRepository, kind: WriteKind, *, sha: str = "", by: str = "bob"
+) -> str:
+    event_type = EventType.ROLLBACK if kind is WriteKind.ROLLBACK else EventType.DELETE
+    event = store.create_event(event_type, request={"env": ENV, "app": APP}, triggered_by=by)
+    write = plan_operation(
+        kind, gitops_repo=repo.url, env=ENV, app=APP, event_id=event.id, triggered_by=by,
+        now=time.time(), target_sha=sha,
+    )  # fmt: skip
+    store.plan_event(event.id, writes=[write], failures=[])
+    return event.id
+
+
+def apply(store: Store, repo: GitopsRepository) -> list[ResultStatus]:
+    result = apply_queue(store, repo, ENV, push_attempts=3, max_attempts=3)
+    sync_index(store, repo, repo.known_head())
+    return [r.status for r in result.reports]
+
+
+def deployed_tag(remote: Path) -> str:
+    return gitops.read(remote, f"{ENV}/{APP}/deployment-{APP}.yaml").strip()
+
+
+def commit_of(store: Store, event_id: str) -> str:
+    return store.event(event_id).results[0].hash
+
+
+def test_a_rollback_restores_the_files_names_the_reverted_commits_and_holds_the_app(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    one, _ = queue(store, repo, fixtures_dir, "one")
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    two, _ = queue(store, repo, fixtures_dir, "two")
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    three, _ = queue(store, repo, fixtures_dir, "three")
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    target = commit_of(store, one)
+
+    rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=target)
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+
+    assert deployed_tag(gitops_remote) == "tag: one"
+    [commit, *_] = gitops.commits(gitops_remote)
+    assert commit.files == [f"{ENV}/{APP}/deployment-{APP}.yaml", f"{ENV}/{APP}/release.json",
+                            f"{ENV}/release.json"]  # fmt: skip
+    assert f"This reverts commit {commit_of(store, three)}." in commit.message
+    assert f"This reverts commit {commit_of(store, two)}." in commit.message
+    assert commit.trailers["Gimlet-Triggered-By"] == "bob"
+    hold = store.hold(repo.url, ENV, APP)
+    assert hold is not None and hold.commit == target and hold.event_id == rollback
+    # A policy deploy now waits behind the hold; lifting it lets the deploy through.
+    four, _ = queue(store, repo, fixtures_dir, "four")
+    assert apply(store, repo) == []
+    assert deployed_tag(gitops_remote) == "tag: one"
+    assert store.event(four).status.value == "new"
+    store.lift_hold(repo.url, ENV, APP)
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    assert deployed_tag(gitops_remote) == "tag: four"
+
+
+def test_rolling_back_to_what_runs_is_nothing_to_do(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    one, _ = queue(store, repo, fixtures_dir, "one")
+    apply(store, repo)
+    rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
+    assert apply(store, repo) == [ResultStatus.UNCHANGED]
+    assert "nothing to do" in store.event(rollback).results[0].status_desc
+    assert len(gitops.commits(gitops_remote)) == 1
+
+
+def test_a_release_of_an_older_artifact_holds_the_app_and_a_newer_one_lifts_it(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    _, old = queue(store, repo, fixtures_dir, "old")
+    apply(store, repo)
+    _, new = queue(store, repo, fixtures_dir, "new")
+    apply(store, repo)
+    queue(store, repo, fixtures_dir, "old", by="alice", artifact_id=old)
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    hold = store.hold(repo.url, ENV, APP)
+    assert hold is not None and "older than" in hold.reason and hold.placed_by == "alice"
+    assert hold.commit == gitops.commits(gitops_remote)[0].sha
+    queue(store, repo, fixtures_dir, "new", by="carol", artifact_id=new)
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    assert store.hold(repo.url, ENV, APP) is None
+    assert deployed_tag(gitops_remote) == "tag: new"
+
+
+def test_a_delete_removes_the_app_directory_in_one_commit(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    queue(store, repo, fixtures_dir, "one")
+    apply(store, repo)
+    deleted = queue_operation(store, repo, WriteKind.DELETE, by="dave")
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    [commit, _] = gitops.commits(gitops_remote)
+    assert commit.message.startswith(f"[GimletD delete] {ENV}/{APP} deleted by dave")
+    assert gitops.git(gitops_remote, "ls-tree", "-r", "--name-only", "main").split() == [
+        f"{ENV}/release.json"
+    ]
+    assert store.live_releases(repo.url, ENV) == []
+    again = queue_operation(store, repo, WriteKind.DELETE)
+    assert apply(store, repo) == [ResultStatus.UNCHANGED]
+    assert "nothing to delete" in store.event(again).results[0].status_desc
+    assert store.event(deleted).status.value == "processed"
+
+
+def test_a_locked_environment_keeps_writes_queued_except_forced_ones(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    store.lock_env(repo.url, ENV, reason="release freeze", locked_by="admin")
+    queue(store, repo, fixtures_dir, "one")
+    queue(store, repo, fixtures_dir, "two")
+    assert apply(store, repo) == []
+    assert not gitops.has_branch(gitops_remote)
+    forced, _ = queue(store, repo, fixtures_dir, "hotfix", by="admin", forced=True)
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    assert deployed_tag(gitops_remote) == "tag: hotfix"
+    store.unlock_env(repo.url, ENV)
+    # The policy deploys accepted before the forced release are older than it: superseded.
+    assert apply(store, repo) == [ResultStatus.SUPERSEDED, ResultStatus.SUPERSEDED]
+    assert deployed_tag(gitops_remote) == "tag: hotfix"
+    assert json.loads(gitops.read(gitops_remote, f"{ENV}/{APP}/release.json"))["triggeredBy"] == (
+        "admin"
+    )
+    assert store.event(forced).status.value == "processed"
