@@ -327,6 +327,7 @@ class EventClaim:
     seq: int
     type: EventType
     artifact_id: str
+    triggered_by: str
     blob: str
     attempts: int
     planned: bool
@@ -628,6 +629,7 @@ class Store:
                 seq=row.seq,
                 type=EventType(row.type),
                 artifact_id=row.artifact_id,
+                triggered_by=row.triggered_by,
                 blob=row.blob,
                 attempts=row.attempts,
                 planned=row.planned,
@@ -1089,6 +1091,12 @@ class Store:
         with self.session() as session:
             return sorted(_holds(session, gitops_repo, env).values(), key=lambda h: (h.env, h.app))
 
+    def place_hold(self, gitops_repo: str, hold: Hold) -> None:
+        """Hold an app by hand, replacing any hold it has (writes place theirs in finish_write)."""
+        with self.session() as session:
+            _delete_hold(session, gitops_repo, hold.env, hold.app)
+            session.add(_hold_row(gitops_repo, hold))
+
     def lift_hold(self, gitops_repo: str, env: str, app: str) -> Hold | None:
         """Remove the hold on env/app; returns it, or None when there was none."""
         with self.session() as session:
@@ -1166,6 +1174,18 @@ class Store:
                 )
             )
             return issued if token is None else None
+
+    def create_user(self, login: str, *, admin: bool = False) -> str:
+        """Create a user and return its token, the only time it is known in the clear.
+
+        :raise Conflict: when the login is taken.
+        """
+        token = new_token()
+        with self.session() as session:
+            session.add(
+                UserRow(login=login, token_hash=hash_token(token), admin=admin, created=int(_now()))
+            )
+        return token
 
     def user_by_token(self, token: str) -> User | None:
         with self.session() as session:
