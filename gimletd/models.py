@@ -333,3 +333,5 @@ class HistoryEntry(Release):
 
     kind: WriteKind = WriteKind.RELEASE
     hold: Hold | None = None
+    flux_status: str | None = Field(default=None, alias="fluxStatus")
+    flux_status_desc: str | None = Field(default=None, alias="fluxStatusDesc")

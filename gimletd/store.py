@@ -190,6 +190,17 @@ class IndexHeadRow(Base):
     updated: Mapped[float] = mapped_column(Float)
 
 
+class CommitStatusRow(Base):
+    """What Flux last reported about applying a GitOps commit."""
+
+    __tablename__ = "gitops_commit_statuses"
+
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(64))
+    status_desc: Mapped[str] = mapped_column(Text, default="")
+    updated: Mapped[float] = mapped_column(Float)
+
+
 class HoldRow(Base):
     __tablename__ = "holds"
     __table_args__ = (UniqueConstraint("gitops_repo", "env", "app", name="uq_holds_app"),)
@@ -1008,7 +1019,8 @@ class Store:
         with self.session() as session:
             rows = session.scalars(statement).all()
             holds = _holds(session, query.gitops_repo, query.env)
-        return [_history_entry(row, holds) for row in rows]
+            statuses = _commit_statuses(session, [row.commit_sha for row in rows])
+        return [_history_entry(row, holds, statuses) for row in rows]
 
     def live_releases(self, gitops_repo: str, env: str | None = None) -> list[HistoryEntry]:
         """What each app runs now: its newest indexed commit, unless that deleted it."""
@@ -1032,7 +1044,8 @@ class Store:
         with self.session() as session:
             rows = session.scalars(statement).all()
             holds = _holds(session, gitops_repo, env)
-        return [_history_entry(row, holds, live=True) for row in rows]
+            statuses = _commit_statuses(session, [row.commit_sha for row in rows])
+        return [_history_entry(row, holds, statuses, live=True) for row in rows]
 
     def indexed_release(
         self, gitops_repo: str, env: str, app: str, sha: str
@@ -1047,7 +1060,7 @@ class Store:
                     ReleaseRow.commit_sha == sha,
                 )
             )
-            return None if row is None else _history_entry(row, {})
+            return None if row is None else _history_entry(row, {}, {})
 
     def commits_to_revert(self, gitops_repo: str, env: str, app: str, target: str) -> list[str]:
         """The commits of env/app after `target` that a rollback to it reverts, newest first.
@@ -1080,6 +1093,17 @@ class Store:
                     .order_by(ReleaseRow.position.desc())
                 )
             )
+
+    def record_commit_status(self, sha: str, status: str, desc: str = "") -> None:
+        """Remember what Flux last said about applying GitOps commit `sha` (shown in history)."""
+        with self.session() as session:
+            row = session.get(CommitStatusRow, sha)
+            if row is None:
+                session.add(
+                    CommitStatusRow(sha=sha, status=status, status_desc=desc, updated=_now())
+                )
+                return
+            row.status, row.status_desc, row.updated = status, desc, _now()
 
     # -- holds and environment locks ---------------------------------------------
 
@@ -1333,15 +1357,20 @@ def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
     )
 
 
-def _insert_ignoring_duplicates(session: Session, table: type[Base]) -> Any:
-    """`INSERT ... ON CONFLICT DO NOTHING` in the dialect of the session's database."""
+def _dialect_insert(session: Session, table: type[Base]) -> Any:
+    """An INSERT that knows `ON CONFLICT`, in the dialect of the session's database."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        return postgresql_insert(table).on_conflict_do_nothing()
+        return postgresql_insert(table)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table)
+
+
+def _insert_ignoring_duplicates(session: Session, table: type[Base]) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING`: rows already there are kept as they are."""
+    return _dialect_insert(session, table).on_conflict_do_nothing()
 
 
 def _release_row_values(gitops_repo: str, entry: IndexEntry) -> dict[str, Any]:
@@ -1364,7 +1393,11 @@ def _release_row_values(gitops_repo: str, entry: IndexEntry) -> dict[str, Any]:
 
 
 def _history_entry(
-    row: ReleaseRow, holds: dict[tuple[str, str], Hold], *, live: bool = False
+    row: ReleaseRow,
+    holds: dict[tuple[str, str], Hold],
+    statuses: dict[str, CommitStatusRow],
+    *,
+    live: bool = False,
 ) -> HistoryEntry:
     """An index row as the API shows it; the hold is shown on the release it protects.
 
@@ -1373,6 +1406,7 @@ def _history_entry(
     release = json.loads(row.release)
     hold = holds.get((row.env, row.app))
     protects = hold is not None and (live or hold.commit == row.commit_sha)
+    flux = statuses.get(row.commit_sha)
     return HistoryEntry.model_validate(
         {
             **release,
@@ -1384,8 +1418,17 @@ def _history_entry(
             "rolledBack": row.rolled_back,
             "kind": row.kind,
             "hold": hold if protects else None,
+            "fluxStatus": flux.status if flux else None,
+            "fluxStatusDesc": flux.status_desc if flux else None,
         }
     )
+
+
+def _commit_statuses(session: Session, shas: list[str]) -> dict[str, CommitStatusRow]:
+    if not shas:
+        return {}
+    rows = session.scalars(select(CommitStatusRow).where(CommitStatusRow.sha.in_(shas)))
+    return {row.sha: row for row in rows}
 
 
 def _holds(session: Session, gitops_repo: str, env: str | None) -> dict[tuple[str, str], Hold]:

@@ -11,9 +11,18 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from gimletd.errors import NotFound
-from gimletd.models import Artifact, EventStatus, Release, ResultStatus
-from gimletd.store import ArtifactFilter, Base, FailedEnvironment, PlannedWrite, Store
+from gimletd.errors import Conflict, NotFound
+from gimletd.models import Artifact, EventStatus, Release, ResultStatus, WriteKind
+from gimletd.store import (
+    ArtifactFilter,
+    Base,
+    FailedEnvironment,
+    HistoryFilter,
+    IndexEntry,
+    IndexHead,
+    PlannedWrite,
+    Store,
+)
 
 
 def make_artifact(fixtures_dir: Path, **version: str) -> Artifact:
@@ -255,3 +264,41 @@ def test_a_failed_event_is_not_planned_by_a_late_delivery(
     queues = any_store.plan_event(event.id, writes=[planned("staging", "x")], failures=[])
     assert queues == []
     assert any_store.unfinished_writes("repo", "staging") == []
+
+
+def index_entry(commit: str, position: int, app: str = "web") -> IndexEntry:
+    release = Release(app=app, env="prod", artifact_id=f"a-{position}", triggered_by="policy")
+    return IndexEntry("prod", app, commit, position, WriteKind.RELEASE, release, created=position)
+
+
+def test_the_release_index_is_recorded_once_and_moves_only_from_its_base(any_store: Store) -> None:
+    first, second = "1" * 40, "2" * 40
+    assert any_store.record_index(
+        "repo", base=None, head=IndexHead(first, 1), entries=[index_entry(first, 1)]
+    )
+    entries = [index_entry(second, 2)]
+    assert any_store.record_index(
+        "repo", base=IndexHead(first, 1), head=IndexHead(second, 2), entries=entries
+    )
+    # A second reader that started from the same base records nothing twice and moves nothing.
+    assert not any_store.record_index(
+        "repo", base=IndexHead(first, 1), head=IndexHead(second, 2), entries=entries
+    )
+    assert any_store.index_head("repo") == IndexHead(second, 2)
+    any_store.record_commit_status(second, "reconciling")
+    any_store.record_commit_status(second, "succeeded", "Applied revision main@sha1:22")
+    history = any_store.history(HistoryFilter(gitops_repo="repo", env="prod"))
+    assert [(e.gitops_ref, e.flux_status) for e in history] == [
+        (second, "succeeded"),
+        (first, None),
+    ]
+    assert history[0].to_json()["fluxStatusDesc"] == "Applied revision main@sha1:22"
+
+
+def test_an_environment_is_locked_once(any_store: Store) -> None:
+    any_store.lock_env("repo", "prod", reason="freeze", locked_by="alice")
+    with pytest.raises(Conflict):
+        any_store.lock_env("repo", "prod", reason="again", locked_by="bob")
+    assert [lock.reason for lock in any_store.env_locks("repo")] == ["freeze"]
+    assert any_store.unlock_env("repo", "prod") is not None
+    assert any_store.env_lock("repo", "prod") is None

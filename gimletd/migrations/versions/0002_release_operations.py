@@ -1,4 +1,4 @@
-"""release operations: write kinds, the release index, holds and environment locks
+"""release operations: write kinds, the release index, Flux commit statuses, holds, locks
 
 Revision ID: 0002
 Revises: 0001
@@ -62,6 +62,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("gitops_repo"),
     )
     op.create_table(
+        "gitops_commit_statuses",
+        sa.Column("sha", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=64), nullable=False),
+        sa.Column("status_desc", sa.Text(), nullable=False),
+        sa.Column("updated", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("sha"),
+    )
+    op.create_table(
         "holds",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("gitops_repo", sa.String(length=1024), nullable=False),
@@ -91,6 +99,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("env_locks")
     op.drop_table("holds")
+    op.drop_table("gitops_commit_statuses")
     op.drop_table("release_index_heads")
     with op.batch_alter_table("releases", schema=None) as batch_op:
         batch_op.drop_index("ix_releases_env")
