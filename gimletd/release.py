@@ -27,7 +27,7 @@ from gimletd.errors import (
     WriteDeferred,
 )
 from gimletd.gitops import layout
-from gimletd.gitops.repository import AppChange, GitopsRepository, WriteOutcome
+from gimletd.gitops.repository import AppChange, GitopsRepository
 from gimletd.history import sync_index
 from gimletd.logs import log_context
 from gimletd.models import (
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Longest wait before a failed GitOps write is tried again, in seconds.
 MAX_RETRY_DELAY = 60.0
+#: Most releases committed one after another and pushed at once.
+MAX_BATCH = 25
 
 #: Turns a template-resolved environment config into the files of `<env>/<app>/`.
 Renderer = Callable[[Manifest], dict[str, bytes]]
@@ -259,35 +261,27 @@ def apply_queue(
     deploy with a newer policy deploy of its app queued behind it is recorded
     as superseded: only the newest is committed.
 
+    Releases queued one after another are committed one after another, each
+    with its own commit and trailers, and pushed once (up to MAX_BATCH); a
+    rollback or a delete is pushed on its own, as it reads the index.
+
     `keep_alive` renews the lock and raises `LockLost` when another worker took it
     over; that ends this call at once, without touching the write. Any other
-    failure of a write (an unreachable remote, a full disk, a bug) counts as one
-    attempt: the write is deferred and `WriteDeferred` raised, so the caller
-    retries after its delay and later writes keep waiting behind it; after
-    `max_attempts` the write is recorded as failed and the queue moves on.
+    failure of a push (an unreachable remote, a full disk, a bug) counts as one
+    attempt of each write in it: they are deferred and `WriteDeferred` raised, so
+    the caller retries after the delay and later writes keep waiting behind them;
+    after `max_attempts` a write is recorded as failed and the queue moves on.
     """
     reports: list[WriteReport] = []
     waiting: list[int] = []
     lock = store.env_lock(repo.url, env)
     queue = store.unfinished_writes(repo.url, env)
-    for index, write in enumerate(queue):
-        if waiting_reason(write, lock, store.hold(repo.url, write.env, write.app)) is not None:
-            waiting.append(write.id)
-            continue
-        waits = write.not_before - time.time()
-        if waits > 0:
-            # Its retry delay is not over: this drain ends, without counting an attempt.
-            raise WriteDeferred(waits, f"{write.env}/{write.app} waits for its retry")
+    writes = {write.id: write for write in queue}
+    batch: list[GitopsWrite] = []
+
+    def record(report: WriteReport) -> None:
+        write = writes[report.write_id]
         with log_context(event_id=write.event_id, env=write.env, app=write.app):
-            report = _next_outcome(
-                store,
-                repo,
-                write,
-                queue[index + 1 :],
-                push_attempts=push_attempts,
-                max_attempts=max_attempts,
-                keep_alive=keep_alive,
-            )
             recorded = store.finish_write(
                 report.write_id,
                 report.status,
@@ -297,7 +291,7 @@ def apply_queue(
                 lift_hold=report.lift_hold,
             )
             if not recorded:
-                continue  # another worker recorded this write after our lock had expired
+                return  # another worker recorded this write after our lock had expired
             log.info(
                 "gitops %s %s/%s of event %s: %s %s",
                 write.kind.value,
@@ -308,76 +302,112 @@ def apply_queue(
                 report.commit,
             )
         reports.append(report)
+
+    def flush() -> None:
+        if not batch:
+            return
+        outcomes, deferred = _attempt_batch(
+            store,
+            repo,
+            list(batch),
+            push_attempts=push_attempts,
+            max_attempts=max_attempts,
+            keep_alive=keep_alive,
+        )
+        batch.clear()
+        for outcome in outcomes:
+            record(outcome)
+        if deferred is not None:
+            raise deferred
+
+    for index, write in enumerate(queue):
+        if waiting_reason(write, lock, store.hold(repo.url, write.env, write.app)) is not None:
+            waiting.append(write.id)
+            continue
+        waits = write.not_before - time.time()
+        if waits > 0:
+            # Its retry delay is not over: this drain ends, without counting an attempt.
+            flush()
+            raise WriteDeferred(waits, f"{write.env}/{write.app} waits for its retry")
+        write, outcome = _settle(store, write, queue[index + 1 :], max_attempts=max_attempts)
+        if outcome is not None:
+            record(outcome)
+            continue
+        alone = write.kind is not WriteKind.RELEASE
+        if alone:
+            flush()
+        batch.append(write)
+        if alone or len(batch) >= MAX_BATCH:
+            flush()
+    flush()
     return QueueResult(reports, waiting)
 
 
-def _next_outcome(
-    store: Store,
-    repo: GitopsRepository,
-    write: GitopsWrite,
-    queued_after: list[GitopsWrite],
-    *,
-    push_attempts: int,
-    max_attempts: int,
-    keep_alive: Callable[[], None],
-) -> WriteReport:
+def _settle(
+    store: Store, write: GitopsWrite, queued_after: list[GitopsWrite], *, max_attempts: int
+) -> tuple[GitopsWrite, WriteReport | None]:
+    """The write with its attempts counted, and its outcome when it needs no commit."""
     if write.status is ResultStatus.APPLYING:
         # The worker that was applying it died (or its lock expired): an attempt.
         store.count_write_attempt(write.id)
         write = dataclasses.replace(write, attempts=write.attempts + 1)
     if write.attempts >= max_attempts:
-        return WriteReport(
+        return write, WriteReport(
             write.id, write.env, write.app, ResultStatus.FAILURE,
             desc=f"gave up after {write.attempts} attempts: the workers applying "
             "it stopped before recording an outcome",
         )  # fmt: skip
     if not write.base_sha and newer_policy_deploy(write, queued_after):
-        return WriteReport(
+        return write, WriteReport(
             write.id, write.env, write.app, ResultStatus.SUPERSEDED,
             desc=f"a newer policy deploy of {write.env}/{write.app} was queued behind it",
         )  # fmt: skip
-    return _attempt_write(
-        store,
-        repo,
-        write,
-        push_attempts=push_attempts,
-        max_attempts=max_attempts,
-        keep_alive=keep_alive,
-    )
+    return write, None
 
 
-def _attempt_write(
+def _attempt_batch(
     store: Store,
     repo: GitopsRepository,
-    write: GitopsWrite,
+    batch: list[GitopsWrite],
     *,
     push_attempts: int,
     max_attempts: int,
     keep_alive: Callable[[], None],
-) -> WriteReport:
-    """One attempt at a write; a failure is deferred (WriteDeferred) or, the last time, reported.
+) -> tuple[list[WriteReport], WriteDeferred | None]:
+    """One attempt at pushing a batch: its outcomes, or the failure that defers it.
+
+    A write out of attempts is reported failed; the others are deferred and the
+    returned `WriteDeferred` says for how long.
 
     :raise LockLost: another worker took over the environment; nothing was recorded.
-    :raise WriteDeferred: the attempt failed and the write waits for its retry delay.
     """
     try:
-        return _apply_write(store, repo, write, push_attempts=push_attempts, keep_alive=keep_alive)
+        return _apply_batch(store, repo, batch, push_attempts=push_attempts,
+                            keep_alive=keep_alive), None  # fmt: skip
     except LockLost:
         raise
     except Exception as exc:
-        if write.attempts + 1 >= max_attempts:
-            return WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc))
-        delay = min(2.0 ** (write.attempts + 1), MAX_RETRY_DELAY)
+        failed = []
+        delay = min(2.0 ** (min(w.attempts for w in batch) + 1), MAX_RETRY_DELAY)
+        for write in batch:
+            if write.attempts + 1 >= max_attempts:
+                failed.append(
+                    WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc))
+                )
+            else:
+                store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
+        names = ", ".join(f"{w.env}/{w.app}" for w in batch)
         log.warning(
-            "gitops write %s/%s failed, retrying in %.0fs: %s",
-            write.env,
-            write.app,
+            "gitops write of %s failed, retrying in %.0fs: %s",
+            names,
             delay,
             exc,
             exc_info=not isinstance(exc, GitOpsError),
         )
-        store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
-        raise WriteDeferred(delay, str(exc)) from exc
+        deferred = WriteDeferred(delay, str(exc)) if len(failed) < len(batch) else None
+        if deferred is not None:
+            deferred.__cause__ = exc
+        return failed, deferred
 
 
 @dataclass(frozen=True)
@@ -390,75 +420,105 @@ class _Commit:
     lift_hold: bool = False
 
 
-def _apply_write(
+def _apply_batch(
     store: Store,
     repo: GitopsRepository,
-    write: GitopsWrite,
+    batch: list[GitopsWrite],
     *,
     push_attempts: int,
     keep_alive: Callable[[], None],
-) -> WriteReport:
-    """Commit one write, re-checking on every try what may have changed meanwhile.
+) -> list[WriteReport]:
+    """Commit a batch of writes one after another and push once, re-checking every try.
 
-    Each try fetches the head, then looks for this write's own commit since the
-    last base it was applied on (a worker that died after pushing, or one whose
-    lock expired mid-write, may have pushed it: I2), and checks that no release
-    accepted later was applied first (I3), before building and pushing.
+    Each try fetches the head, then, for each write, looks for the write's own
+    commit since the last base it was applied on (a worker that died after
+    pushing, or one whose lock expired mid-write, may have pushed it: I2) and
+    checks that no release accepted later was applied first (I3), before
+    chaining its commit on the previous one.
     """
     # A write that was started before (a base is recorded) may have been pushed already.
-    started = write.status is ResultStatus.APPLYING or bool(write.base_sha)
-    base = write.base_sha if started else None
-
-    def report(status: ResultStatus, commit: str = "", desc: str = "") -> WriteReport:
-        return WriteReport(write.id, write.env, write.app, status, commit, desc)
-
+    bases = {
+        w.id: (w.base_sha if w.status is ResultStatus.APPLYING or w.base_sha else None)
+        for w in batch
+    }
     for attempt in range(push_attempts):
         keep_alive()
         head = repo.fetch()
-        if head is not None and base is not None:
-            found = repo.find_commit(
-                head,
-                since=base or None,
-                matches=lambda m: layout.is_commit_of(m, write.event_id, write.env, write.app),
-            )
-            if found is not None:
-                return report(ResultStatus.SUCCESS, found)
-        newest = store.last_applied_seq(repo.url, write.env, write.app)
-        if newest is not None and newest > write.event_seq:
-            return report(
-                ResultStatus.SUPERSEDED,
-                desc=f"a release accepted later was applied to {write.env}/{write.app} first",
-            )
-        planned = _plan_commit(store, repo, write, head)
-        if isinstance(planned, WriteReport):
-            return planned
-        base = head or ""
-        if not store.start_write(write.id, base_sha=base):
-            raise LockLost(f"{write.env}/{write.app} was finished by another worker")
-        keep_alive()
-        try:
-            result = repo.write(planned.change, planned.message, head=head)
-        except PushRejected:
-            log.info("push of %s/%s rejected, re-applying on the new head", write.env, write.app)
-            # Rebuild at once: another writer won the race and is done. Only when that
-            # keeps happening, spread the writers out a little.
-            if attempt:
-                time.sleep(random.uniform(0, 0.01 * attempt))
-            continue
-        status = (
-            ResultStatus.SUCCESS
-            if result.outcome is WriteOutcome.COMMITTED
-            else ResultStatus.UNCHANGED
-        )
-        hold = planned.hold
-        if hold is not None and write.kind is WriteKind.RELEASE:
-            hold = hold.model_copy(update={"commit": result.commit})  # it protects this commit
-        return dataclasses.replace(
-            report(status, result.commit), hold=hold, lift_hold=planned.lift_hold
-        )
+        tip = head
+        outcomes: dict[int, WriteReport] = {}
+        chained: list[tuple[GitopsWrite, _Commit, str]] = []
+        for write in batch:
+            outcome = _outcome_before_commit(store, repo, write, head, tip, bases[write.id])
+            if outcome is not None:
+                outcomes[write.id] = outcome
+                continue
+            planned = _plan_commit(store, repo, write, tip)
+            if isinstance(planned, WriteReport):
+                outcomes[write.id] = planned
+                continue
+            commit = repo.commit(planned.change, planned.message, parent=tip)
+            if commit is None:
+                outcomes[write.id] = _pushed(write, planned, ResultStatus.UNCHANGED, tip or "")
+                continue
+            tip = commit
+            chained.append((write, planned, commit))
+        for write, _, _ in chained:
+            if not store.start_write(write.id, base_sha=head or ""):
+                raise LockLost(f"{write.env}/{write.app} was finished by another worker")
+            bases[write.id] = head or ""
+        if chained and tip is not None:
+            keep_alive()
+            try:
+                repo.push(tip, expected=head)
+            except PushRejected:
+                log.info("push to %s rejected, re-applying on the new head", repo.url)
+                # Rebuild at once: another writer won the race and is done. Only when
+                # that keeps happening, spread the writers out a little.
+                if attempt:
+                    time.sleep(random.uniform(0, 0.01 * attempt))
+                continue
+        for write, planned, commit in chained:
+            outcomes[write.id] = _pushed(write, planned, ResultStatus.SUCCESS, commit)
+        return [outcomes[write.id] for write in batch]
+    names = ", ".join(f"{w.env}/{w.app}" for w in batch)
     raise GitOpsError(
-        f"push of {write.env}/{write.app} was rejected {push_attempts} times: "
-        "the remote branch keeps moving"
+        f"push of {names} was rejected {push_attempts} times: the remote branch keeps moving"
+    )
+
+
+def _outcome_before_commit(
+    store: Store,
+    repo: GitopsRepository,
+    write: GitopsWrite,
+    head: str | None,
+    tip: str | None,
+    base: str | None,
+) -> WriteReport | None:
+    """The outcome of a write that needs no new commit: pushed already, or superseded."""
+    if head is not None and base is not None:
+        found = repo.find_commit(
+            head,
+            since=base or None,
+            matches=lambda m: layout.is_commit_of(m, write.event_id, write.env, write.app),
+        )
+        if found is not None:
+            return WriteReport(write.id, write.env, write.app, ResultStatus.SUCCESS, found)
+    newest = store.last_applied_seq(repo.url, write.env, write.app)
+    if newest is not None and newest > write.event_seq:
+        return WriteReport(
+            write.id, write.env, write.app, ResultStatus.SUPERSEDED, tip or "",
+            f"a release accepted later was applied to {write.env}/{write.app} first",
+        )  # fmt: skip
+    return None
+
+
+def _pushed(write: GitopsWrite, planned: _Commit, status: ResultStatus, commit: str) -> WriteReport:
+    """The outcome of a planned commit, with the hold it places (a release's protects it)."""
+    hold = planned.hold
+    if hold is not None and write.kind is WriteKind.RELEASE:
+        hold = hold.model_copy(update={"commit": commit})
+    return WriteReport(
+        write.id, write.env, write.app, status, commit, hold=hold, lift_hold=planned.lift_hold
     )
 
 

@@ -321,7 +321,9 @@ class GitopsRepository:
         commits are read, so the cost never grows with the length of history.
         """
         with self._git_errors("search history"):
-            walker = self._repo.walk(pygit2.Oid(hex=head), pygit2.enums.SortMode.TOPOLOGICAL)
+            # Unsorted: libgit2 then yields commits as it reads them, newest first on a
+            # linear branch; a sorted walk would read the whole history before the first.
+            walker = self._repo.walk(pygit2.Oid(hex=head), pygit2.enums.SortMode.NONE)
             if since and since in self._repo:
                 walker.hide(pygit2.Oid(hex=since))
             for depth, commit in enumerate(walker):
@@ -339,21 +341,35 @@ class GitopsRepository:
         No empty commits: when the tree would not change, nothing is pushed and
         the result is UNCHANGED on `head`.
         """
+        commit = self.commit(change, message, parent=head)
+        if commit is None:
+            return WriteResult(WriteOutcome.UNCHANGED, head or "")
+        self.push(commit, expected=head)
+        return WriteResult(WriteOutcome.COMMITTED, commit)
+
+    def commit(self, change: AppChange, message: str, *, parent: str | None) -> str | None:
+        """Create a commit of `change` on `parent`, without pushing; None when nothing changes.
+
+        Several commits can be chained this way and pushed at once with `push`.
+        """
         with self._git_errors("write"):
-            base_tree = self._repo[head].peel(pygit2.Tree) if head else None
+            base_tree = self._repo[parent].peel(pygit2.Tree) if parent else None
             tree_id = self._build_tree(base_tree, change)
-            if base_tree is not None and head is not None and tree_id == base_tree.id:
-                return WriteResult(WriteOutcome.UNCHANGED, head)
+            if base_tree is not None and tree_id == base_tree.id:
+                return None
             signature = pygit2.Signature(*self._signature)
-            parents = [pygit2.Oid(hex=head)] if head else []
+            parents = [pygit2.Oid(hex=parent)] if parent else []
             commit = self._repo.create_commit(None, signature, signature, message, tree_id, parents)
+        return str(commit)
+
+    def push(self, commit: str, *, expected: str | None) -> None:
+        """Move the remote branch from `expected` to `commit`; `PushRejected` if it moved on."""
         if self._local_remote is not None:
-            self._move_branch(str(commit), expected=head)
-        else:
-            self._push(str(commit))
-            with self._git_errors("record the pushed head in the clone of"):
-                self._repo.references.create(self._tracking_ref, commit, force=True)
-        return WriteResult(WriteOutcome.COMMITTED, str(commit))
+            self._move_branch(commit, expected=expected)
+            return
+        self._push(commit)
+        with self._git_errors("record the pushed head in the clone of"):
+            self._repo.references.create(self._tracking_ref, pygit2.Oid(hex=commit), force=True)
 
     def _move_branch(self, commit: str, *, expected: str | None) -> None:
         """Compare-and-swap the branch of a remote on disk, under git's ref lock."""

@@ -279,21 +279,44 @@ def test_any_failure_of_a_write_counts_against_its_budget(
 ) -> None:
     """A bug or a full disk must not block the environment forever: the write ends failed."""
     event_id = queue_release(store, fixtures_dir, repo, "one")
-    later = queue_release(store, fixtures_dir, repo, "two", app="backend")
 
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(repo, "write", broken)
-    for _ in range(3):  # the third failure ends the first write; the second one then fails once
+    monkeypatch.setattr(repo, "push", broken)
+    for _ in range(2):
         with pytest.raises(WriteDeferred, match="No space left"):
             apply(store, repo)
         retry_delays_pass(store)
+    # A write queued meanwhile is pushed with it, and fails with it.
+    later = queue_release(store, fixtures_dir, repo, "two", app="backend")
+    with pytest.raises(WriteDeferred):  # the third failure ends the first; the later waits
+        apply(store, repo)
     assert store.event(event_id).status.value == "error"
     assert "No space left" in store.event(event_id).status_desc
+    assert store.unfinished_writes(repo.url, "staging")[0].attempts == 1
     monkeypatch.undo()
+    retry_delays_pass(store)
     assert apply(store, repo) == [ResultStatus.SUCCESS]
     assert store.event(later).status.value == "processed"
+
+
+def test_releases_queued_together_are_committed_one_by_one_and_pushed_once(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    events = [queue_release(store, fixtures_dir, repo, "v1", app=app) for app in ("a", "b", "c")]
+    pushes = []
+    push = repo.push
+    monkeypatch.setattr(
+        repo, "push", lambda commit, **kw: pushes.append(commit) or push(commit, **kw)
+    )
+    assert apply(store, repo) == [ResultStatus.SUCCESS] * 3
+    history = gitops.commits(gitops_remote)
+    assert len(pushes) == 1 and pushes[0] == history[0].sha
+    assert [c.trailers["Gimlet-Event"] for c in history] == events[::-1]
+    assert [store.event(e).results[0].hash for e in events] == [c.sha for c in history[::-1]]
+    assert all(len({f.split("/")[1] for f in c.files if f.count("/") == 2}) == 1 for c in history)
 
 
 def test_a_lost_lock_stops_the_queue_without_touching_the_write(
