@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 import pygit2
 from pydantic import SecretStr
+from reporting import ROOT, ratio, save_result, source_version  # beside this file
 
 from gimletd.charts import CachingChartLoader
 from gimletd.gitops import layout
@@ -57,8 +58,6 @@ from gimletd.rendering import RenderEngine, render
 from gimletd.settings import Settings
 from gimletd.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
 SEED_ARTIFACT = ROOT.parent / "shared" / "fixtures" / "seed-artifact-restored.json"
 ONECHART_DIR = ROOT / "tests" / "charts" / "onechart"
 
@@ -1034,10 +1033,6 @@ def safe_profile(work: Path, made: list[dict[str, Any]]) -> dict[str, Any]:
 # -- reporting --------------------------------------------------------------------------------
 
 
-def ratio(a: float, b: float) -> float:
-    return a / b if b else float("nan")
-
-
 def report(
     options: Options,
     gimletd: RunStats,
@@ -1123,16 +1118,6 @@ def report(
     }
 
 
-def source_version() -> str:
-    """The commit measured, `-dirty` when tracked files changed, `unknown` outside git."""
-    try:
-        head = git("-C", str(ROOT), "rev-parse", "--short", "HEAD").strip()
-        dirty = git("-C", str(ROOT), "status", "--porcelain", "--untracked-files=no").strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}-dirty" if dirty else head
-
-
 def print_cpu(run: RunStats) -> None:
     """CPU per committed release by process kind, against what the machine's cores offer.
 
@@ -1162,25 +1147,6 @@ def print_profile(profile: dict[str, Any]) -> None:
     for label, ms in profile["stages_ms"].items():
         print(f"  {label:<50} {ms:>6.2f} ms")
     print(f"  {'total':<50} {total:>6.2f} ms per release")
-
-
-def save(result: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = RESULTS_DIR / f"e2e-{stamp}.json"
-    path.write_text(json.dumps(json_safe(result), indent=2, default=str) + "\n")
-    return path
-
-
-def json_safe(value: Any) -> Any:
-    """NaN (a run that committed nothing) as null, since JSON has no NaN."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -1248,7 +1214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             baseline = run_baseline(options, work, made, schedule)
             print("profile: one release's path through GimletD, in process", flush=True)
             profile = safe_profile(work, made)
-        path = save(report(options, gimletd, baseline, profile, load))
+        path = save_result("e2e", report(options, gimletd, baseline, profile, load))
         print(f"\nwrote {path.relative_to(ROOT)}")
         return 0
     except KeyboardInterrupt:
