@@ -1180,24 +1180,29 @@ class Store:
         """Create the admin user at first start; returns its token when a new one was made.
 
         With `token` given (GIMLETD_ADMIN_TOKEN) the admin's token is set to it on
-        every start, so operators can rotate it by restarting.
+        every start, so operators can rotate it by restarting. Several processes may
+        start at once (gunicorn's workers): the one that loses the race to create the
+        admin returns None, and its token is the winner's.
         """
-        with self.session() as session:
-            row = session.scalar(select(UserRow).where(UserRow.login == ADMIN_LOGIN))
-            if row is not None:
-                if token is not None:
-                    row.token_hash = hash_token(token)
-                return None
-            issued = token or new_token()
-            session.add(
-                UserRow(
-                    login=ADMIN_LOGIN,
-                    token_hash=hash_token(issued),
-                    admin=True,
-                    created=int(_now()),
+        try:
+            with self.session() as session:
+                row = session.scalar(select(UserRow).where(UserRow.login == ADMIN_LOGIN))
+                if row is not None:
+                    if token is not None:
+                        row.token_hash = hash_token(token)
+                    return None
+                issued = token or new_token()
+                session.add(
+                    UserRow(
+                        login=ADMIN_LOGIN,
+                        token_hash=hash_token(issued),
+                        admin=True,
+                        created=int(_now()),
+                    )
                 )
-            )
-            return issued if token is None else None
+        except Conflict:
+            return None  # another process created the admin at the same moment
+        return issued if token is None else None
 
     def create_user(self, login: str, *, admin: bool = False) -> str:
         """Create a user and return its token, the only time it is known in the clear.

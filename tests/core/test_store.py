@@ -302,3 +302,24 @@ def test_an_environment_is_locked_once(any_store: Store) -> None:
     assert [lock.reason for lock in any_store.env_locks("repo")] == ["freeze"]
     assert any_store.unlock_env("repo", "prod") is not None
     assert any_store.env_lock("repo", "prod") is None
+
+
+def test_processes_starting_at_once_create_one_admin(any_store: Store) -> None:
+    """gunicorn's workers start together: the one that loses the race must still boot."""
+    import threading
+
+    results: list[str | None] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        barrier.wait()
+        results.append(any_store.ensure_admin("the-token"))
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [None] * 4
+    user = any_store.user_by_token("the-token")
+    assert user is not None and user.admin
