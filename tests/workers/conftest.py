@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,19 @@ def artifact(fixtures_dir: Path, chart_repo_url: str) -> dict[str, Any]:
     for environment in data["environments"]:
         environment["chart"]["repository"] = chart_repo_url
     return data
+
+
+def on_branch(
+    artifact: dict[str, Any], branch: str, event: str, *, sha: str | None = None
+) -> dict[str, Any]:
+    """The artifact CI sends for `branch` (and commit `sha`): version and context agree."""
+    changed = copy.deepcopy(artifact)
+    changed["version"].update(branch=branch, event=event, sourceBranch=branch)
+    changed["context"].update(BRANCH=branch, CIRCLE_BRANCH=branch)
+    if sha is not None:
+        changed["version"]["sha"] = sha
+        changed["context"]["CIRCLE_SHA1"] = sha
+    return changed
 
 
 def post_artifact(client: FlaskClient, artifact: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,6 @@ git remote on disk; everything goes through the API as a user would.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,18 +16,15 @@ from flask.testing import FlaskClient
 from tests.conftest import ADMIN
 from tests.support import gitops
 from tests.support.processes import Process
-from tests.workers.conftest import EVENT_TIMEOUT, post_artifact, wait_for_event
+from tests.workers.conftest import EVENT_TIMEOUT, on_branch, post_artifact, wait_for_event
 
 StartWorkers = Callable[..., list[Process]]
 DEPLOYMENT = "staging/frontend/deployment-frontend.yaml"
 
 
 def build(artifact: dict[str, Any], sha: str, branch: str = "main") -> dict[str, Any]:
-    """The artifact of commit `sha` on `branch`, pushed by CI."""
-    changed = copy.deepcopy(artifact)
-    changed["version"].update(sha=sha, branch=branch, event="push", sourceBranch="")
-    changed["context"].update(BRANCH=branch, CIRCLE_BRANCH=branch, CIRCLE_SHA1=sha)
-    return changed
+    """The artifact CI pushes for commit `sha` on `branch`."""
+    return on_branch(artifact, branch, "push", sha=sha)
 
 
 def get(client: FlaskClient, path: str) -> Any:

@@ -17,19 +17,11 @@ from flask.testing import FlaskClient
 
 from tests.support import gitops
 from tests.support.processes import Process
-from tests.workers.conftest import post_artifact, wait_for_event
+from tests.workers.conftest import on_branch, post_artifact, wait_for_event
 
 SHA = "deae5dbaf237766240181fa397e923d3c5253112"
 
 StartWorkers = Callable[..., list[Process]]
-
-
-def on_branch(artifact: dict[str, Any], branch: str, event: str) -> dict[str, Any]:
-    """The artifact as CI would send it for `branch`: version and CI context agree."""
-    changed = copy.deepcopy(artifact)
-    changed["version"].update(branch=branch, event=event, sourceBranch=branch)
-    changed["context"].update(BRANCH=branch, CIRCLE_BRANCH=branch)
-    return changed
 
 
 def test_a_push_to_main_releases_staging(
