@@ -33,9 +33,24 @@ def error_response(status: int, message: str, **details: Any) -> Response:
     return response
 
 
+class Unavailable(ApiError):
+    """Not possible yet, but soon: 503 with `Retry-After`, in the header and the body."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
+
+
+def unavailable_response(message: str) -> Response:
+    response = error_response(503, message, retryAfter=RETRY_AFTER_SECONDS)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
+        if isinstance(exc, Unavailable):
+            return unavailable_response(exc.message)
         return error_response(exc.status, exc.message, **exc.details)
 
     @app.errorhandler(ValidationError)
@@ -58,11 +73,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(StoreUnavailable)
     def _store_unavailable(exc: StoreUnavailable) -> Response:
         log.warning("database unavailable: %s", exc)
-        response = error_response(
-            503, "the database is unavailable, retry shortly", retryAfter=RETRY_AFTER_SECONDS
-        )
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return unavailable_response("the database is unavailable, retry shortly")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify
 from pydantic import Field, StrictBool
 
 from api.auth import authenticate, current_user
-from api.errors import ApiError
+from api.errors import ApiError, Unavailable
 from api.query import (
     bool_param,
     checked_label,
@@ -224,10 +224,8 @@ def _require_index(gitops_repo: str) -> None:
     """:raise 503: until the release index of the repository has been built once."""
     if services().store.index_head(gitops_repo) is None:
         services().enqueuer.sync_index()
-        raise ApiError(
-            503,
-            "the release index of the GitOps repository is being built; retry shortly",
-            retryAfter=5,
+        raise Unavailable(
+            "the release index of the GitOps repository is being built; retry shortly"
         )
 
 

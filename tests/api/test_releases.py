@@ -195,6 +195,7 @@ def test_history_and_status_wait_for_the_index_to_be_built(
     response = client.get("/api/releases?env=staging", headers=ADMIN)
     assert response.status_code == 503
     assert response.json["retryAfter"] == 5
+    assert response.headers["Retry-After"] == "5"
     message = json.loads(queue.lpop("celery") or b"{}")
     assert message["headers"]["task"] == "gimletd.index.sync"
 
