@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.query import checked_label, json_body, label_param, optional_label_param
 from api.releases import gitops_repo_of
 from api.services import services
+from gimletd.gitops.layout import public_repo_url
 from gimletd.models import DNS_LABEL_MAX, Model
 from gimletd.release import waiting_reason
 
@@ -126,7 +127,7 @@ def queue() -> Response:
     return jsonify(
         {
             "env": env,
-            "gitopsRepo": gitops_repo,
+            "gitopsRepo": public_repo_url(gitops_repo),
             "lock": lock.to_json() if lock else None,
             "writes": entries,
         }

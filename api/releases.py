@@ -8,7 +8,6 @@ are read from the release index in the database, never from git.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, Response, jsonify
 from pydantic import Field, StrictBool
@@ -26,6 +25,7 @@ from api.query import (
     time_param,
 )
 from api.services import services
+from gimletd.gitops.layout import public_repo_url
 from gimletd.models import DNS_LABEL_MAX, Event, EventType, Model, WriteKind
 from gimletd.release import release_targets
 from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, HistoryFilter
@@ -194,9 +194,9 @@ def gitops_repo() -> Response:
     settings = services().settings
     return jsonify(
         {
-            "gitopsRepo": _without_credentials(settings.resolved_gitops_repo),
+            "gitopsRepo": public_repo_url(settings.resolved_gitops_repo),
             "gitopsRepos": {
-                env: _without_credentials(url) for env, url in settings.gitops_repos_by_env.items()
+                env: public_repo_url(url) for env, url in settings.gitops_repos_by_env.items()
             },
         }
     )
@@ -207,7 +207,7 @@ def _env_summary(env: str, gitops_repo: str, locks: dict[str, Any]) -> dict[str,
     return {
         "name": env,
         "apps": [],
-        "gitopsRepo": _without_credentials(gitops_repo),
+        "gitopsRepo": public_repo_url(gitops_repo),
         "lock": lock.to_json() if lock else None,
     }
 
@@ -245,11 +245,3 @@ def _accepted(event: Event) -> tuple[Response, int]:
     """201 with the event, once it is stored (I1); the sweep enqueues it if the queue is down."""
     services().enqueuer.process_event(event.id)
     return jsonify(event.to_json()), 201
-
-
-def _without_credentials(url: str) -> str:
-    """A repository URL without a user:token part, which must never leave the server."""
-    parts = urlsplit(url)
-    if parts.scheme and "@" in parts.netloc and parts.scheme in ("http", "https"):
-        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    return url

@@ -156,7 +156,7 @@ def plan_artifact(
             artifact_id=artifact.id,
             triggered_by=triggered_by,
             version=artifact.version,
-            gitops_repo=gitops_repo,
+            gitops_repo=layout.public_repo_url(gitops_repo),
             created=int(now),
             event_id=event_id,
         )
@@ -193,7 +193,7 @@ def plan_operation(
         env=env,
         artifact_id=artifact_id,
         triggered_by=triggered_by,
-        gitops_repo=gitops_repo,
+        gitops_repo=layout.public_repo_url(gitops_repo),
         created=int(now),
         event_id=event_id,
     )

@@ -52,6 +52,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from gimletd.errors import Conflict, InputError, NotFound, StoreUnavailable
+from gimletd.gitops.layout import public_repo_url
 from gimletd.models import (
     POLICY_TRIGGER,
     Artifact,
@@ -1418,7 +1419,7 @@ def _history_entry(
             "app": row.app,
             "env": row.env,
             "gitopsRef": row.commit_sha,
-            "gitopsRepo": row.gitops_repo,
+            "gitopsRepo": public_repo_url(row.gitops_repo),
             "created": row.created,
             "rolledBack": row.rolled_back,
             "kind": row.kind,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from gimletd.models import POLICY_TRIGGER, Release, check_dns_label
 
@@ -52,6 +53,18 @@ class CommitTrailers:
             (TRAILER_ENV, self.env),
             (TRAILER_APP, self.app),
         ]
+
+
+def public_repo_url(url: str) -> str:
+    """A repository URL as release records and the API show it: without a `user:token@` part.
+
+    Credentials may be written into an https GITOPS_REPO; they must not end up in a
+    commit or an answer.
+    """
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
 
 
 def app_dir(env: str, app: str) -> str:

@@ -362,3 +362,16 @@ def test_a_write_pushed_by_a_worker_whose_lock_expired_is_not_pushed_again(
     assert store.start_write(write.id, base_sha="") is False, "a finished write is not restarted"
     assert store.event(first).results[0].status is ResultStatus.SUCCESS
     assert len(gitops.commits(gitops_remote)) == 1
+
+
+def test_credentials_in_the_repository_url_never_reach_a_release_record(
+    fixtures_dir: Path,
+) -> None:
+    plan = plan_artifact(
+        seed_artifact(fixtures_dir, branch="main", event="push"),
+        event_id="e", triggered_by="policy", render=fake_render, now=0,
+        gitops_repo_for=lambda env: "https://bot:s3cret@git.example.com/acme/gitops.git",
+    )  # fmt: skip
+    [write] = plan.writes
+    assert write.gitops_repo == "https://bot:s3cret@git.example.com/acme/gitops.git"
+    assert write.release.gitops_repo == "https://git.example.com/acme/gitops.git"
