@@ -10,6 +10,7 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from gimletd.errors import LockLost, WriteDeferred
+from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.release import apply_queue
 from workers import context
@@ -84,20 +85,19 @@ def drain_queue(gitops_repo: str, env: str) -> Drained:
     finally:
         _release(lock, env)
     if result.reports:
-        _index(gitops_repo)
+        _index(repo)
     if store.has_unfinished_writes(gitops_repo, env, excluding=result.waiting):
         drain.delay(gitops_repo, env)
         return Drained.MORE
     return Drained.DONE
 
 
-def _index(gitops_repo: str) -> None:
+def _index(repo: GitopsRepository) -> None:
     """Read the commits just pushed into the release index; the periodic sync catches up if not."""
-    repo = context.gitops_repo(gitops_repo)
     try:
         sync_index(context.store(), repo, repo.known_head())
     except Exception:
-        log.exception("indexing %s after a write failed; the periodic sync will", gitops_repo)
+        log.exception("indexing %s after a write failed; the periodic sync will", repo.url)
 
 
 def _renew(lock: Lock, env: str) -> None:
