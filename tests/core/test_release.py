@@ -11,7 +11,7 @@ import pytest
 from gimletd.errors import TemplateError, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.models import Artifact, Manifest, Release, ResultStatus
-from gimletd.release import apply_queue, plan_artifact
+from gimletd.release import Plan, Renderer, apply_queue, plan_artifact
 from gimletd.store import PlannedWrite, Store
 from tests.support import gitops
 
@@ -29,15 +29,18 @@ def fake_render(manifest: Manifest) -> dict[str, bytes]:
     return {f"deployment-{manifest.app}.yaml": f"image: {image}\n".encode()}
 
 
+def plan_policy_deploys(
+    artifact: Artifact, render: Renderer = fake_render, gitops_repo: str = "repo"
+) -> Plan:
+    """`plan_artifact` as the artifact task calls it, with fixed ids and time."""
+    return plan_artifact(
+        artifact, event_id="e1", triggered_by="policy", gitops_repo_for=lambda env: gitops_repo,
+        render=render, now=0,
+    )  # fmt: skip
+
+
 def test_only_environments_whose_policy_matches_are_planned(fixtures_dir: Path) -> None:
-    plan = plan_artifact(
-        seed_artifact(fixtures_dir, branch="main", event="push"),
-        event_id="e1",
-        triggered_by="policy",
-        gitops_repo_for=lambda env: "repo",
-        render=fake_render,
-        now=0,
-    )
+    plan = plan_policy_deploys(seed_artifact(fixtures_dir, branch="main", event="push"))
     assert [(w.env, w.app) for w in plan.writes] == [("staging", "frontend")]
     assert plan.failures == []
     assert plan.writes[0].release.artifact_id == "mycompany/frontend-1"
@@ -53,14 +56,7 @@ def test_a_failing_environment_is_recorded_and_the_others_planned(fixtures_dir: 
         update={"env": "production", "values": {"image": {"tag": "{{ .NOPE }}"}}}
     )
     artifact.environments.append(broken)
-    plan = plan_artifact(
-        artifact,
-        event_id="e1",
-        triggered_by="policy",
-        gitops_repo_for=lambda env: "r",
-        render=fake_render,
-        now=0,
-    )
+    plan = plan_policy_deploys(artifact)
     assert [w.env for w in plan.writes] == ["staging"]
     [failure] = plan.failures
     assert failure.env == "production"
@@ -71,11 +67,9 @@ def test_template_errors_surface_as_template_errors(fixtures_dir: Path) -> None:
     def failing(manifest: Manifest) -> dict[str, bytes]:
         raise TemplateError("boom")
 
-    plan = plan_artifact(
-        seed_artifact(fixtures_dir, branch="main", event="push"),
-        event_id="e1", triggered_by="policy", gitops_repo_for=lambda env: "r", render=failing,
-        now=0,
-    )  # fmt: skip
+    plan = plan_policy_deploys(
+        seed_artifact(fixtures_dir, branch="main", event="push"), render=failing
+    )
     assert plan.failures[0].reason == "boom"
     assert plan.retryable == []
 
@@ -242,14 +236,7 @@ def test_a_render_failure_names_the_resolved_app(fixtures_dir: Path) -> None:
 
     artifact = seed_artifact(fixtures_dir, branch="feature/x", event="pr")
     artifact.context["BRANCH"] = "feature/x"
-    plan = plan_artifact(
-        artifact,
-        event_id="e",
-        triggered_by="policy",
-        gitops_repo_for=lambda env: "r",
-        render=unreachable,
-        now=0,
-    )
+    plan = plan_policy_deploys(artifact, render=unreachable)
     [failure] = plan.failures
     assert (failure.env, failure.app) == ("preview", "frontend-feature-x")
     assert len(plan.retryable) == 1
@@ -260,14 +247,7 @@ def test_duplicate_environments_release_the_first_and_report_the_second(
 ) -> None:
     artifact = seed_artifact(fixtures_dir, branch="main", event="push")
     artifact.environments.append(artifact.environments[0].model_copy())
-    plan = plan_artifact(
-        artifact,
-        event_id="e",
-        triggered_by="policy",
-        gitops_repo_for=lambda env: "r",
-        render=fake_render,
-        now=0,
-    )
+    plan = plan_policy_deploys(artifact)
     assert [(w.env, w.app) for w in plan.writes] == [("staging", "frontend")]
     [failure] = plan.failures
     assert (failure.env, failure.app) == ("staging", "frontend#2")
@@ -367,11 +347,10 @@ def test_a_write_pushed_by_a_worker_whose_lock_expired_is_not_pushed_again(
 def test_credentials_in_the_repository_url_never_reach_a_release_record(
     fixtures_dir: Path,
 ) -> None:
-    plan = plan_artifact(
+    plan = plan_policy_deploys(
         seed_artifact(fixtures_dir, branch="main", event="push"),
-        event_id="e", triggered_by="policy", render=fake_render, now=0,
-        gitops_repo_for=lambda env: "https://bot:s3cret@git.example.com/acme/gitops.git",
-    )  # fmt: skip
+        gitops_repo="https://bot:s3cret@git.example.com/acme/gitops.git",
+    )
     [write] = plan.writes
     assert write.gitops_repo == "https://bot:s3cret@git.example.com/acme/gitops.git"
     assert write.release.gitops_repo == "https://git.example.com/acme/gitops.git"
