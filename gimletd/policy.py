@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gimletd.durations import parse_duration
 from gimletd.errors import PolicyError, TemplateError
 from gimletd.models import CleanupEvent, CleanupPolicy, DeployPolicy, GitEvent, Version
 from gimletd.templating import template_variables
@@ -119,17 +120,28 @@ def check_deploy_policy(policy: DeployPolicy | None) -> None:
 def check_cleanup_policy(policy: CleanupPolicy | None) -> None:
     """Refuse a cleanup policy that cannot be compiled or would never clean anything up.
 
-    :raise PolicyError: the branch glob is malformed, `event` or `branch` is
-        missing, or `app` is missing, is not a valid template, or uses a
-        variable other than BRANCH (the only one known when a branch goes away).
+    A policy with only `ttl` needs neither: it expires the app its environment
+    config released.
+
+    :raise PolicyError: the branch glob is malformed, the ttl is not a duration,
+        neither `event` nor `ttl` is set, or, with `event`, `branch` is missing or
+        `app` is missing, is not a valid template, or uses a variable other than
+        BRANCH (the only one known when a branch goes away).
     """
     if policy is None:
         return
     _check_glob(policy.branch, "cleanup.branch")
+    if policy.ttl is not None:
+        try:
+            parse_duration(policy.ttl)
+        except ValueError as exc:
+            raise PolicyError(f"cleanup.ttl: {exc}") from exc
     if policy.event is None and policy.ttl is None:
         events = " or ".join(event.value for event in CleanupEvent)
-        raise PolicyError(f"cleanup.event is missing: set it to {events}")
-    if policy.event is not None and not policy.branch:
+        raise PolicyError(f"cleanup.event is missing: set it to {events}, or set a ttl")
+    if policy.event is None:
+        return
+    if not policy.branch:
         raise PolicyError("cleanup.branch is missing: use '*' for every branch")
     if not policy.app:
         raise PolicyError(

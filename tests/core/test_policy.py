@@ -274,6 +274,8 @@ def test_cleanup_matches(
         {"app": PREVIEW_APP, "event": "branchDeleted", "branch": "*"},
         {"app": PREVIEW_APP, "event": "prClosed", "branch": "!main"},
         {"app": "static-preview", "event": "prClosed", "branch": "feature/**"},
+        {"ttl": "72h"},
+        {"app": PREVIEW_APP, "event": "branchDeleted", "branch": "*", "ttl": "7d"},
     ],
 )
 def test_check_cleanup_policy_accepts(policy: dict[str, Any] | None) -> None:
@@ -290,6 +292,9 @@ def test_check_cleanup_policy_accepts(policy: dict[str, Any] | None) -> None:
         ({"event": "prClosed", "branch": "*"}, ["cleanup.app is missing"]),
         ({"app": "x-{{ .SHA }}", "event": "prClosed", "branch": "*"}, ["uses SHA", "BRANCH"]),
         ({"app": "x-{{ .BRANCH", "event": "prClosed", "branch": "*"}, ["not a valid template"]),
+        ({"ttl": "three days"}, ["cleanup.ttl", "72h"]),
+        ({"ttl": "0h"}, ["cleanup.ttl", "longer than zero"]),
+        ({"app": PREVIEW_APP, "event": "prClosed", "branch": "*", "ttl": "-1h"}, ["cleanup.ttl"]),
     ],
 )
 def test_check_cleanup_policy_refuses(policy: dict[str, Any], fragments: list[str]) -> None:
