@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gimletd.durations import parse_duration
 from gimletd.models import check_dns_label
 from gimletd.rendering import RenderEngine
 
@@ -86,6 +87,35 @@ class Settings(BaseSettings):
             h.strip() for h in self.chart_plain_http_registries.split(",") if h.strip()
         )
 
+    # Preview cleanup
+    github_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="GITHUB_WEBHOOK_SECRET"
+    )
+    app_repos: str = Field(default="", validation_alias="APP_REPOS")
+    app_repos_token: SecretStr | None = Field(default=None, validation_alias="APP_REPOS_TOKEN")
+    cleanup_poll_interval: float = Field(
+        default=300.0, gt=0, validation_alias="CLEANUP_POLL_INTERVAL"
+    )
+
+    @field_validator("cleanup_poll_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> object:
+        """Seconds (`300`, `2.5`), or a duration such as `5m`."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            return parse_duration(value)
+
+    @property
+    def app_repo_urls(self) -> dict[str, str]:
+        """APP_REPOS, `owner/repo=url,owner/repo=url`: where to poll a repository's branches.
+
+        :raise ValueError: for an entry that is not `repository=url`, or one named twice.
+        """
+        return _mapping(self.app_repos, "APP_REPOS", "repository", "url")
+
     # Recovery of unfinished work
     sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")
     stale_after: float = Field(default=30.0, gt=0, validation_alias="STALE_AFTER")
@@ -139,18 +169,10 @@ class Settings(BaseSettings):
 
         :raise ValueError: for an entry that is not `env=repo`, or an env named twice.
         """
-        mapping: dict[str, str] = {}
-        for entry in self.gitops_repos.split(","):
-            if not entry.strip():
-                continue
-            env, sep, repo = (part.strip() for part in entry.partition("="))
-            if not sep or not env or not repo:
-                raise ValueError(f"GITOPS_REPOS entry {entry.strip()!r} is not env=repository")
+        mapping = _mapping(self.gitops_repos, "GITOPS_REPOS", "environment", "repository")
+        for env in mapping:
             check_dns_label(env, "GITOPS_REPOS environment")
-            if env in mapping:
-                raise ValueError(f"GITOPS_REPOS names environment {env!r} twice")
-            mapping[env] = self._expand_repo(repo)
-        return mapping
+        return {env: self._expand_repo(repo) for env, repo in mapping.items()}
 
     def gitops_repo_for(self, env: str) -> str:
         """The repository `env` is written to: its GITOPS_REPOS entry, else GITOPS_REPO."""
@@ -181,6 +203,24 @@ class Settings(BaseSettings):
     def helm_home(self) -> Path:
         """Where the Helm engine keeps its own caches, instead of the user's home."""
         return (self.data_dir / "helm").resolve()
+
+
+def _mapping(text: str, setting: str, key: str, value: str) -> dict[str, str]:
+    """`key=value,key=value`, as GITOPS_REPOS and APP_REPOS are written.
+
+    :raise ValueError: for an entry that is not `key=value`, or a key named twice.
+    """
+    mapping: dict[str, str] = {}
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        name, sep, target = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not target:
+            raise ValueError(f"{setting} entry {entry.strip()!r} is not {key}={value}")
+        if name in mapping:
+            raise ValueError(f"{setting} names {key} {name!r} twice")
+        mapping[name] = target
+    return mapping
 
 
 def without_settings(environ: Mapping[str, str]) -> dict[str, str]:

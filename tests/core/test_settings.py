@@ -93,3 +93,41 @@ def test_environment_round_trips_for_child_processes(
     inherited = settings.environment(inherit={"PATH": "/bin", "REDIS_URL": "redis://stale"})
     assert inherited["PATH"] == "/bin"
     assert "REDIS_URL" not in inherited, "a setting of the parent never leaks into the child"
+
+
+def test_repository_mappings_are_read_and_checked(tmp_path: Path) -> None:
+    settings = Settings(
+        GITOPS_REPOS="production = acme/prod, staging=/srv/staging.git",
+        APP_REPOS="acme/frontend=https://git.example.com/fe.git,acme/api=/srv/api",
+        GIMLETD_DATA_DIR=str(tmp_path),
+    )
+    assert settings.gitops_repos_by_env == {
+        "production": "https://github.com/acme/prod.git",
+        "staging": "/srv/staging.git",
+    }
+    assert settings.app_repo_urls == {
+        "acme/frontend": "https://git.example.com/fe.git",
+        "acme/api": "/srv/api",
+    }
+
+
+@pytest.mark.parametrize(
+    ("variables", "read", "message"),
+    [
+        ({"GITOPS_REPOS": "production"}, "gitops_repos_by_env", "is not environment=repository"),
+        ({"GITOPS_REPOS": "a=x,a=y"}, "gitops_repos_by_env", "names environment 'a' twice"),
+        ({"GITOPS_REPOS": "Prod=x"}, "gitops_repos_by_env", "DNS-1123"),
+        ({"APP_REPOS": "acme/fe="}, "app_repo_urls", "is not repository=url"),
+        ({"APP_REPOS": "a/b=x, a/b=y"}, "app_repo_urls", "names repository 'a/b' twice"),
+    ],
+)
+def test_malformed_repository_mappings_say_what_is_wrong(
+    variables: dict[str, str], read: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        getattr(Settings(**variables), read)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("300", 300.0), ("2.5", 2.5), ("5m", 300.0)])
+def test_the_cleanup_poll_interval_takes_seconds_or_a_duration(value: str, seconds: float) -> None:
+    assert Settings(CLEANUP_POLL_INTERVAL=value).cleanup_poll_interval == seconds
