@@ -12,6 +12,7 @@
     │   ├── GitOpsError         the GitOps repository could not be read or written
     │   │   └── PushRejected    the remote moved on; fetch and re-apply
     │   ├── ChartSourceError    a chart could not be fetched from its source
+    │   ├── AppRepoError        an application repository's branches could not be listed
     │   ├── StoreUnavailable    the database cannot be reached right now (503)
     │   └── WriteDeferred       a GitOps write failed and waits for its retry delay
     └── LockLost                another worker took over an environment's lock: stop
@@ -83,6 +84,10 @@ class PushRejected(GitOpsError):
 
 class ChartSourceError(RetryableError):
     """A Helm chart could not be fetched from the source named in the environment config."""
+
+
+class AppRepoError(RetryableError):
+    """The branches of an application repository could not be listed; the next poll retries."""
 
 
 class StoreUnavailable(RetryableError):

@@ -119,7 +119,13 @@ class DeployPolicy(Model):
 
 
 class CleanupPolicy(Model):
-    """When a preview app is deleted: on `event` for branches matching `branch`."""
+    """When a preview app is deleted.
+
+    On `event` (a deleted branch or a closed pull request) for branches matching
+    the `branch` glob, the app named by the `app` template (BRANCH is its only
+    variable) is deleted. With `ttl` (`72h`, `7d`), the app this environment
+    config released is also deleted once it has not been released for that long.
+    """
 
     app: ShortText = ""
     event: CleanupEvent | None = None
@@ -225,6 +231,10 @@ class EventType(enum.StrEnum):
     RELEASE = "release"
     ROLLBACK = "rollback"
     DELETE = "delete"
+    #: A branch of an application repository was deleted: clean up its preview apps.
+    BRANCH_DELETED = "branchDeleted"
+    #: A pull request was closed, merged or not: clean up its preview apps.
+    PR_CLOSED = "prClosed"
 
 
 class WriteKind(enum.StrEnum):

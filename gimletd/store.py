@@ -12,6 +12,10 @@ Three tables carry the release flow:
 - `gitops_writes`: one row per (event, env, app) the event touches, holding the
   rendered files until the GitOps writer commits them. The unique key on
   (event, env, app) is what makes a redelivered task unable to plan twice (I2).
+
+Preview cleanup adds `app_repos` (repositories whose branches are polled) and
+`branches` (which branches artifacts came from, and whether each still exists),
+so a deletion reported by a webhook, a poll and the API is acted on once.
 """
 
 from __future__ import annotations
@@ -56,16 +60,19 @@ from gimletd.gitops.layout import public_repo_url
 from gimletd.models import (
     POLICY_TRIGGER,
     Artifact,
+    CleanupEvent,
     EnvLock,
     Event,
     EventStatus,
     EventType,
+    GitEvent,
     GitopsHash,
     HistoryEntry,
     Hold,
     Release,
     Result,
     ResultStatus,
+    Version,
     WriteKind,
 )
 
@@ -74,6 +81,10 @@ MAX_LIST_LIMIT = 1000
 #: Statuses of a GitOps write that still has to be applied.
 UNFINISHED = (ResultStatus.PENDING.value, ResultStatus.APPLYING.value)
 DEFAULT_LIST_LIMIT = 10
+#: Event types whose writes are the deletes of a cleanup policy.
+CLEANUP_EVENT_TYPES = frozenset(kind.value for kind in CleanupEvent)
+#: Rows read at once where a query may return many.
+PAGE_SIZE = 500
 ADMIN_LOGIN = "admin"
 
 
@@ -119,6 +130,8 @@ class EventRow(Base):
     planned: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     touched_at: Mapped[float] = mapped_column(Float)
+    #: Set for events that must be accepted once only: a GitHub delivery, an expiry.
+    dedupe_key: Mapped[str | None] = mapped_column(String(512), unique=True, default=None)
 
 
 class GitopsWriteRow(Base):
@@ -227,6 +240,38 @@ class EnvLockRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     locked_by: Mapped[str] = mapped_column(String(256))
     created: Mapped[int] = mapped_column(BigInteger)
+
+
+class AppRepoRow(Base):
+    """An application repository whose branches are polled: it sent a cleanup policy."""
+
+    __tablename__ = "app_repos"
+
+    repository: Mapped[str] = mapped_column(String(512), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), default="")
+    created: Mapped[float] = mapped_column(Float)
+    polled_at: Mapped[float | None] = mapped_column(Float, default=None)
+    poll_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class BranchRow(Base):
+    """A branch that artifacts were built from, and whether it still exists.
+
+    `seen_at` is the last time the branch was known to be in the repository
+    itself: an artifact of a push to it, or a poll that listed it. A branch only
+    a pull request names may live in a fork, so it stays unseen until a poll
+    lists it, and a poll never reports an unseen branch as deleted. `deleted_at`
+    is set by the first report of its deletion, webhook or poll; later reports of
+    the same deletion find it set and create nothing.
+    """
+
+    __tablename__ = "branches"
+
+    repository: Mapped[str] = mapped_column(String(512), primary_key=True)
+    branch: Mapped[str] = mapped_column(String(512), primary_key=True)
+    seen_at: Mapped[float | None] = mapped_column(Float, default=None)
+    deleted_at: Mapped[float | None] = mapped_column(Float, default=None)
+    deletion_event_id: Mapped[str] = mapped_column(String(64), default="")
 
 
 class UserRow(Base):
@@ -362,6 +407,24 @@ class ArtifactFilter:
 
 
 @dataclass(frozen=True)
+class AppRepo:
+    """An application repository polled for deleted branches, and how its last poll went."""
+
+    repository: str
+    url: str
+    polled_at: float | None
+    poll_error: str
+
+
+@dataclass(frozen=True)
+class CleanupRecord:
+    """A reported branch deletion or pull request close: the event, and whether it is new."""
+
+    event: Event
+    created: bool
+
+
+@dataclass(frozen=True)
 class User:
     login: str
     admin: bool
@@ -458,8 +521,15 @@ class Store:
 
     # -- artifacts and their events ------------------------------------------
 
-    def create_artifact(self, artifact: Artifact, *, triggered_by: str) -> tuple[Artifact, Event]:
-        """Store an artifact and the event that will release it, in one transaction (I1)."""
+    def create_artifact(
+        self, artifact: Artifact, *, triggered_by: str, poll_url: str | None = None
+    ) -> tuple[Artifact, Event]:
+        """Store an artifact and the event that will release it, in one transaction (I1).
+
+        The artifact's branch is noted as existing (see `BranchRow`). With a
+        `poll_url`, its repository is registered for branch polling at that URL
+        ("" when none could be derived: the poll then reports that it needs one).
+        """
         created = int(_now())
         repository = artifact.version.repository_name
         stored = artifact.model_copy(
@@ -498,6 +568,9 @@ class Store:
                 )
             )
             session.add(event_row)
+            _note_branch(session, repository, version)
+            if poll_url is not None:
+                _register_app_repo(session, repository, poll_url)
         return stored, self.event(event_row.id)
 
     def create_event(
@@ -507,14 +580,16 @@ class Store:
         request: dict[str, Any],
         triggered_by: str,
         artifact_id: str = "",
+        dedupe_key: str | None = None,
     ) -> Event:
-        """Store a release, rollback or delete asked for through the API (I1).
+        """Store a release, rollback or delete asked for through the API or by a policy (I1).
 
         `request` (env, app, sha, force) is kept as the event's blob for the worker.
         An event that releases an artifact carries the artifact's version fields, so
         it shows up when the artifact is tracked.
 
         :raise NotFound: when `artifact_id` is given and no artifact has it.
+        :raise Conflict: when an event with `dedupe_key` exists already.
         """
         now = _now()
         with self.session() as session:
@@ -542,6 +617,7 @@ class Store:
                 artifact_id=artifact_id,
                 triggered_by=triggered_by,
                 touched_at=now,
+                dedupe_key=dedupe_key,
                 **columns,
             )
             session.add(row)
@@ -592,15 +668,7 @@ class Store:
     def event(self, event_id: str) -> Event:
         """The event with its per-environment results; :raise NotFound:."""
         with self.session() as session:
-            row = session.scalar(select(EventRow).where(EventRow.id == event_id))
-            if row is None:
-                raise NotFound(f"event {event_id!r} does not exist")
-            writes = session.scalars(
-                select(GitopsWriteRow)
-                .where(GitopsWriteRow.event_id == event_id)
-                .order_by(GitopsWriteRow.id)
-            ).all()
-            return _event_from_rows(row, writes)
+            return self._event(session, event_id)
 
     def event_for_artifact(self, artifact_id: str) -> Event:
         """The newest event that releases `artifact_id`; :raise NotFound:."""
@@ -1175,6 +1243,172 @@ class Store:
             ).all()
             return [_env_lock(row) for row in rows]
 
+    # -- preview cleanup -----------------------------------------------------
+
+    def create_cleanup_event(
+        self,
+        kind: CleanupEvent,
+        *,
+        repository: str,
+        branch: str,
+        triggered_by: str,
+        detail: dict[str, Any],
+        dedupe_key: str | None = None,
+    ) -> CleanupRecord:
+        """Store a reported branch deletion or pull request close, once (I1).
+
+        A report whose `dedupe_key` (a GitHub delivery) was stored before returns
+        that event. A branch deletion already reported, by webhook, poll or API,
+        returns the event of the first report: the branch is marked deleted in the
+        same transaction that creates the event, by a conditional update, so of
+        two reports arriving at once only one creates an event.
+        """
+
+        def record(session: Session) -> CleanupRecord:
+            now = _now()
+            if dedupe_key is not None:
+                known = session.scalar(select(EventRow.id).where(EventRow.dedupe_key == dedupe_key))
+                if known is not None:
+                    return CleanupRecord(self._event(session, known), created=False)
+            if kind is CleanupEvent.BRANCH_DELETED:
+                session.execute(
+                    _insert_ignoring_duplicates(session, BranchRow).values(
+                        repository=repository, branch=branch, deletion_event_id=""
+                    )
+                )
+                marked = session.execute(
+                    update(BranchRow)
+                    .where(
+                        BranchRow.repository == repository,
+                        BranchRow.branch == branch,
+                        BranchRow.deleted_at.is_(None),
+                    )
+                    .values(deleted_at=now)
+                )
+                if _rowcount(marked) != 1:
+                    first = session.scalar(
+                        select(BranchRow.deletion_event_id).where(
+                            BranchRow.repository == repository, BranchRow.branch == branch
+                        )
+                    )
+                    return CleanupRecord(self._event(session, first or ""), created=False)
+            row = _cleanup_event_row(kind, repository, branch, triggered_by, detail, now)
+            row.dedupe_key = dedupe_key
+            session.add(row)
+            session.flush()
+            if kind is CleanupEvent.BRANCH_DELETED:
+                _set_deletion_event(session, repository, branch, row.id)
+            return CleanupRecord(self._event(session, row.id), created=True)
+
+        for _ in range(2):  # a second try reads what a concurrent duplicate stored
+            try:
+                with self.session() as session:
+                    return record(session)
+            except Conflict:
+                continue
+        raise Conflict(f"{kind.value} of {repository} {branch} is being recorded concurrently")
+
+    def record_branch_listing(
+        self, repository: str, *, listed_at: float, branches: Collection[str], triggered_by: str
+    ) -> list[Event]:
+        """Compare a poll's listing of a repository's branches with what is known of them.
+
+        `listed_at` is when the listing was asked for. A known branch that was
+        seen before `listed_at` and is missing from the listing was deleted: it is
+        marked so and a `branchDeleted` event created (unless a webhook reported
+        it already). A listed branch is seen; one marked deleted before
+        `listed_at` was created again. Returns the events created.
+        """
+        listed = set(branches)
+        created: list[Event] = []
+        with self.session() as session:
+            known = session.scalars(
+                select(BranchRow).where(BranchRow.repository == repository)
+            ).all()
+            for row in known:
+                if row.branch in listed:
+                    _mark_seen(session, row, listed_at)
+                    continue
+                if row.deleted_at is not None or row.seen_at is None or row.seen_at >= listed_at:
+                    continue
+                marked = session.execute(
+                    update(BranchRow)
+                    .where(
+                        BranchRow.repository == repository,
+                        BranchRow.branch == row.branch,
+                        BranchRow.deleted_at.is_(None),
+                        BranchRow.seen_at < listed_at,
+                    )
+                    .values(deleted_at=listed_at)
+                )
+                if _rowcount(marked) != 1:
+                    continue
+                event_row = _cleanup_event_row(
+                    CleanupEvent.BRANCH_DELETED,
+                    repository,
+                    row.branch,
+                    triggered_by,
+                    {"repository": repository, "branch": row.branch, "source": "poll"},
+                    _now(),
+                )
+                session.add(event_row)
+                session.flush()
+                _set_deletion_event(session, repository, row.branch, event_row.id)
+                created.append(self._event(session, event_row.id))
+            session.execute(
+                update(AppRepoRow)
+                .where(AppRepoRow.repository == repository)
+                .values(polled_at=listed_at, poll_error="")
+            )
+        return created
+
+    def record_poll_error(self, repository: str, *, polled_at: float, error: str) -> None:
+        """Note why a poll of `repository` failed; nothing is concluded from a failed poll."""
+        with self.session() as session:
+            session.execute(
+                update(AppRepoRow)
+                .where(AppRepoRow.repository == repository)
+                .values(polled_at=polled_at, poll_error=error)
+            )
+
+    def app_repos(self) -> list[AppRepo]:
+        """Every application repository whose branches are polled, by name."""
+        with self.session() as session:
+            rows = session.scalars(select(AppRepoRow).order_by(AppRepoRow.repository)).all()
+            return [AppRepo(r.repository, r.url, r.polled_at, r.poll_error) for r in rows]
+
+    def branch_artifacts(self, repository: str, branch: str) -> Iterator[Artifact]:
+        """The artifacts built from `branch` (pushed to it, or a pull request of it), newest first.
+
+        Read a page at a time: a long-lived branch may have thousands.
+        """
+        statement = (
+            select(ArtifactRow.blob)
+            .where(
+                ArtifactRow.repository == repository,
+                (ArtifactRow.branch == branch) | (ArtifactRow.source_branch == branch),
+            )
+            .order_by(ArtifactRow.accepted_at.desc(), ArtifactRow.id)
+        )
+        offset = 0
+        while True:
+            with self.session() as session:
+                page = session.scalars(statement.limit(PAGE_SIZE).offset(offset)).all()
+            yield from (Artifact.model_validate_json(blob) for blob in page)
+            if len(page) < PAGE_SIZE:
+                return
+            offset += PAGE_SIZE
+
+    def _event(self, session: Session, event_id: str) -> Event:
+        row = session.scalar(select(EventRow).where(EventRow.id == event_id))
+        if row is None:
+            raise NotFound(f"event {event_id!r} does not exist")
+        writes = session.scalars(
+            select(GitopsWriteRow).where(GitopsWriteRow.event_id == event_id)
+            .order_by(GitopsWriteRow.id)
+        ).all()  # fmt: skip
+        return _event_from_rows(row, writes)
+
     # -- users ---------------------------------------------------------------
 
     def ensure_admin(self, token: str | None) -> str | None:
@@ -1269,7 +1503,7 @@ def _finish_if_done(session: Session, event: EventRow) -> int:
         event.status_desc = "; ".join(_named(w) for w in failed)
     else:
         event.status = EventStatus.PROCESSED.value
-        event.status_desc = _summary(writes)
+        event.status_desc = _summary(event, writes)
     event.touched_at = _now()
     return 1
 
@@ -1300,7 +1534,12 @@ def _named(write: GitopsWriteRow) -> str:
     return write.status_desc if write.status_desc.startswith(prefix) else prefix + write.status_desc
 
 
-def _summary(writes: Sequence[GitopsWriteRow]) -> str:
+def _summary(event: EventRow, writes: Sequence[GitopsWriteRow]) -> str:
+    if not writes and event.type in CLEANUP_EVENT_TYPES:
+        return (
+            f"nothing to clean up: no artifact of {event.repository} on branch {event.branch} "
+            f"has a cleanup policy for {event.type} that matches it"
+        )
     if not writes:
         return "no environment's deploy policy matched"
     return "; ".join(f"{w.env}/{w.app}: {w.status}" for w in writes)
@@ -1479,3 +1718,88 @@ def _hold_row(gitops_repo: str, hold: Hold) -> HoldRow:
 
 def _env_lock(row: EnvLockRow) -> EnvLock:
     return EnvLock(env=row.env, reason=row.reason, locked_by=row.locked_by, created=row.created)
+
+
+def _note_branch(session: Session, repository: str, version: Version) -> None:
+    """Note the branch an artifact was built from (see `BranchRow`).
+
+    A push proves the branch exists in `repository` now; a pull request's source
+    branch may be in a fork, so it is only noted. An artifact of a branch marked
+    deleted brings it back: CI finished after the deletion, and what it releases
+    must be cleaned up by the next report.
+    """
+    branch = version.branch or version.source_branch
+    if not branch:
+        return
+    pushed = version.event is GitEvent.PUSH
+    now = _now()
+    session.execute(
+        _insert_ignoring_duplicates(session, BranchRow).values(
+            repository=repository, branch=branch, deletion_event_id=""
+        )
+    )
+    values: dict[str, Any] = {"deleted_at": None, "deletion_event_id": ""}
+    if pushed:
+        values["seen_at"] = now
+    session.execute(
+        update(BranchRow)
+        .where(BranchRow.repository == repository, BranchRow.branch == branch)
+        .values(**values)
+    )
+
+
+def _register_app_repo(session: Session, repository: str, url: str) -> None:
+    """Poll `repository` from now on, at `url` (the newest artifact's URL wins)."""
+    session.execute(
+        _dialect_insert(session, AppRepoRow)
+        .values(repository=repository, url=url, created=_now(), poll_error="")
+        .on_conflict_do_update(index_elements=["repository"], set_={"url": url})
+    )
+
+
+def _mark_seen(session: Session, row: BranchRow, listed_at: float) -> None:
+    """A poll that asked at `listed_at` listed the branch: it exists, or exists again.
+
+    A deletion reported after `listed_at` stands: the listing is older than it.
+    """
+    session.execute(
+        update(BranchRow)
+        .where(
+            BranchRow.repository == row.repository,
+            BranchRow.branch == row.branch,
+            BranchRow.deleted_at.is_(None) | (BranchRow.deleted_at < listed_at),
+            BranchRow.seen_at.is_(None) | (BranchRow.seen_at < listed_at),
+        )
+        .values(seen_at=listed_at, deleted_at=None, deletion_event_id="")
+    )
+
+
+def _set_deletion_event(session: Session, repository: str, branch: str, event_id: str) -> None:
+    session.execute(
+        update(BranchRow)
+        .where(BranchRow.repository == repository, BranchRow.branch == branch)
+        .values(deletion_event_id=event_id)
+    )
+
+
+def _cleanup_event_row(
+    kind: CleanupEvent,
+    repository: str,
+    branch: str,
+    triggered_by: str,
+    detail: dict[str, Any],
+    now: float,
+) -> EventRow:
+    return EventRow(
+        id=str(uuid.uuid4()),
+        created=int(now),
+        type=EventType(kind.value).value,
+        blob=json.dumps(detail),
+        status=EventStatus.NEW.value,
+        status_desc="",
+        repository=repository,
+        branch=branch,
+        event=kind.value,
+        triggered_by=triggered_by,
+        touched_at=now,
+    )

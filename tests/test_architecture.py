@@ -11,10 +11,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PURE_MODULES = [
+    "gimletd/durations.py",
     "gimletd/models.py",
     "gimletd/policy.py",
     "gimletd/templating.py",
     "gimletd/variables.py",
+    "gimletd/webhooks.py",
     "gimletd/yamlsafe.py",
     "gimletd/gitops/layout.py",
 ]
