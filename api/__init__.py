@@ -9,7 +9,7 @@ import logging
 
 from flask import Flask
 
-from api import artifacts, control, errors, events, health, releases
+from api import artifacts, cleanup, control, errors, events, health, releases, webhooks
 from api.enqueue import Enqueuer
 from api.services import Services
 from gimletd.logs import configure_logging
@@ -49,4 +49,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(events.blueprint)
     app.register_blueprint(releases.blueprint)
     app.register_blueprint(control.blueprint)
+    app.register_blueprint(cleanup.blueprint)
+    app.register_blueprint(webhooks.blueprint)
     return app

@@ -9,6 +9,7 @@ from api.auth import authenticate, current_user
 from api.errors import ApiError
 from api.query import int_param, text_param, time_param
 from api.services import services
+from gimletd.app_repos import app_repo_url, needs_branch_polling
 from gimletd.errors import PolicyError
 from gimletd.models import Artifact, GitEvent
 from gimletd.policy import check_cleanup_policy, check_deploy_policy
@@ -25,10 +26,15 @@ def save_artifact() -> tuple[Response, int]:
     """Store an artifact and its event, then enqueue the event.
 
     Answers 201 once both are in the database (I1), whether or not the queue
-    took the event: the sweep enqueues what the queue missed.
+    took the event: the sweep enqueues what the queue missed. An artifact with a
+    cleanup policy registers its repository for branch polling.
     """
     artifact = parse_artifact(request.get_data(cache=False))
-    stored, event = services().store.create_artifact(artifact, triggered_by=current_user().login)
+    stored, event = services().store.create_artifact(
+        artifact,
+        triggered_by=current_user().login,
+        poll_url=app_repo_url(artifact) if needs_branch_polling(artifact) else None,
+    )
     services().enqueuer.process_event(event.id)
     return jsonify({**stored.to_json(), "eventId": event.id}), 201
 
