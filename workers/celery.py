@@ -30,7 +30,13 @@ for _variable, _subdir in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "c
 app = Celery(
     "gimletd",
     broker=settings.resolved_redis_url,
-    include=["workers.events", "workers.gitops", "workers.history", "workers.sweep"],
+    include=[
+        "workers.cleanup",
+        "workers.events",
+        "workers.gitops",
+        "workers.history",
+        "workers.sweep",
+    ],
 )
 app.conf.update(
     task_serializer="json",
@@ -52,6 +58,14 @@ app.conf.update(
         "sync-release-index": {
             "task": "gimletd.index.sync",
             "schedule": settings.index_sync_interval,
+        },
+        "poll-app-repo-branches": {
+            "task": "gimletd.cleanup.poll",
+            "schedule": settings.cleanup_poll_interval,
+        },
+        "expire-preview-apps": {
+            "task": "gimletd.cleanup.expire",
+            "schedule": settings.cleanup_poll_interval,
         },
     },
 )

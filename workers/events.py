@@ -2,7 +2,9 @@
 
 An artifact event is matched against every environment's deploy policy; a
 release event renders the environments it names; rollback and delete events
-plan one write whose files are read from the GitOps repository when applied.
+plan one write whose files are read from the GitOps repository when applied; a
+branch deletion or closed pull request plans a delete per preview app its
+artifacts' cleanup policies name.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import time
 from celery import Task
 from celery.exceptions import Retry
 
+from gimletd.cleanup import plan_cleanup
 from gimletd.errors import Conflict, StoreUnavailable, WriteDeferred
-from gimletd.models import POLICY_TRIGGER, EventType, WriteKind
+from gimletd.models import POLICY_TRIGGER, CleanupEvent, EventType, WriteKind
 from gimletd.release import Plan, Target, plan_artifact, plan_operation
 from gimletd.store import EventClaim, Store
 from workers import context
@@ -89,6 +92,15 @@ def _plan(claim: EventClaim) -> Plan | None:
             now=now,
             target=target,
             forced=bool(request.get("force")),
+        )
+    if claim.type in (EventType.BRANCH_DELETED, EventType.PR_CLOSED):
+        return plan_cleanup(
+            store.branch_artifacts(request["repository"], request["branch"]),
+            event=CleanupEvent(claim.type.value),
+            branch=request["branch"],
+            event_id=claim.id,
+            gitops_repo_for=settings.gitops_repo_for,
+            now=now,
         )
     kind = WriteKind.ROLLBACK if claim.type is EventType.ROLLBACK else WriteKind.DELETE
     env, app_name = request["env"], request["app"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,13 @@ def wait_for_event(client: FlaskClient, event_id: str, timeout: float = EVENT_TI
         if time.monotonic() > deadline:
             raise AssertionError(f"event {event_id} still new after {timeout}s: {event}")
         time.sleep(0.2)
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = EVENT_TIMEOUT) -> Any:
+    """Call `check` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.2)
+    return result

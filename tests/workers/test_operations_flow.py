@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from tests.conftest import ADMIN
 from tests.support import gitops
 from tests.support.processes import Process
-from tests.workers.conftest import EVENT_TIMEOUT, on_branch, post_artifact, wait_for_event
+from tests.workers.conftest import on_branch, post_artifact, wait_for_event, wait_until
 
 StartWorkers = Callable[..., list[Process]]
 DEPLOYMENT = "staging/frontend/deployment-frontend.yaml"
@@ -37,15 +37,6 @@ def post(client: FlaskClient, path: str, body: Any = None) -> Any:
     response = client.post(path, json=body, headers=ADMIN)
     assert response.status_code == 201, (path, response.json)
     return response.json
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = EVENT_TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
-    return result
 
 
 def test_release_rollback_hold_lift_and_delete(
