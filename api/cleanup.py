@@ -7,6 +7,7 @@ on its own (`api/webhooks.py`). Both end in `accept_cleanup_report`.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -45,9 +46,8 @@ class PrClosedRequest(BranchDeletedRequest):
 def branch_deleted() -> tuple[Response, int]:
     """Report a deleted branch: its preview apps are cleaned up by their cleanup policies."""
     body = BranchDeletedRequest.model_validate_json(json_body())
-    return accept_cleanup_report(
-        _report(CleanupEvent.BRANCH_DELETED, body), dedupe_key=_idempotency_key()
-    )
+    report = _report(CleanupEvent.BRANCH_DELETED, body)
+    return accept_cleanup_report(report, dedupe_key=_idempotency_key(report))
 
 
 @blueprint.post("/events/pr-closed")
@@ -55,7 +55,7 @@ def pr_closed() -> tuple[Response, int]:
     """Report a closed pull request, merged or not."""
     body = PrClosedRequest.model_validate_json(json_body())
     report = _report(CleanupEvent.PR_CLOSED, body, number=body.number, merged=body.merged)
-    return accept_cleanup_report(report, dedupe_key=_idempotency_key())
+    return accept_cleanup_report(report, dedupe_key=_idempotency_key(report))
 
 
 @blueprint.get("/appRepos")
@@ -104,7 +104,16 @@ def _report(kind: CleanupEvent, body: BranchDeletedRequest, **extra: Any) -> Cle
     return CleanupReport(kind, body.repository, body.branch, current_user().login, detail)
 
 
-def _idempotency_key() -> str | None:
-    """`Idempotency-Key`, scoped to the user, so a retried pipeline step reports once."""
+def _idempotency_key(report: CleanupReport) -> str | None:
+    """`Idempotency-Key`, so a retried pipeline step reports once.
+
+    Scoped to the user and to what is reported: the same key sent with another
+    branch or kind is another report, not a repeat.
+    """
     key = request.headers.get("Idempotency-Key", "").strip()
-    return f"api:{current_user().login}:{key}" if key else None
+    if not key:
+        return None
+    if len(key) > MAX_DEDUPE_KEY:
+        raise ApiError(400, f"the Idempotency-Key is longer than {MAX_DEDUPE_KEY} characters")
+    scope = [current_user().login, report.kind.value, report.repository, report.branch, key]
+    return "api:" + hashlib.sha256("\x00".join(scope).encode()).hexdigest()

@@ -31,7 +31,7 @@ def github() -> tuple[Response, int]:
     :raise 401: when GITHUB_WEBHOOK_SECRET is unset or the signature does not match.
     """
     secret = services().settings.github_webhook_secret
-    if secret is None:
+    if secret is None or not secret.get_secret_value():
         raise ApiError(401, "GitHub webhooks are refused: GITHUB_WEBHOOK_SECRET is not set")
     body = request.get_data(cache=False)
     signature = request.headers.get("X-Hub-Signature-256")

@@ -54,15 +54,18 @@ def app_repo_url(artifact: Artifact) -> str:
 
 
 class _Credentials(pygit2.RemoteCallbacks):
-    """A token for https remotes: the one in the URL (`https://user:token@host/...`), else ours."""
+    """A token for https remotes: the one in the URL (`https://user:token@host/...`), else ours.
 
-    def __init__(self, url: str, token: str | None) -> None:
+    Ours only goes to `token_hosts`: the URL may come from an artifact.
+    """
+
+    def __init__(self, url: str, token: str | None, token_hosts: frozenset[str]) -> None:
         super().__init__()
         parts = urlsplit(url)
         self._userpass: tuple[str, str] | None = None
         if parts.password:
             self._userpass = (unquote(parts.username or "x-access-token"), unquote(parts.password))
-        elif token:
+        elif token and parts.hostname in token_hosts:
             self._userpass = ("x-access-token", token)
 
     def credentials(
@@ -70,8 +73,8 @@ class _Credentials(pygit2.RemoteCallbacks):
     ) -> pygit2.UserPass:
         if self._userpass is None:
             raise AppRepoError(
-                f"{public_repo_url(url)} asks for credentials: set APP_REPOS_TOKEN, or put a "
-                "token in its APP_REPOS URL"
+                f"{public_repo_url(url)} asks for credentials: set APP_REPOS_TOKEN (sent to "
+                "github.com and the hosts APP_REPOS names), or put a token in its APP_REPOS URL"
             )
         return pygit2.UserPass(*self._userpass)
 
@@ -83,9 +86,16 @@ class BranchLister:
     scratch bare repository in the cache directory, never written to.
     """
 
-    def __init__(self, cache_dir: Path, *, token: str | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        token: str | None = None,
+        token_hosts: frozenset[str] = frozenset({"github.com"}),
+    ) -> None:
         self._scratch = cache_dir / "ls-remote.git"
         self._token = token
+        self._token_hosts = token_hosts
 
     def branches(self, url: str) -> set[str]:
         """The branch names of the repository at `url`.
@@ -100,7 +110,7 @@ class BranchLister:
             init_bare(self._scratch)
             repo = pygit2.Repository(str(self._scratch))
             remote = repo.remotes.create_anonymous(url)
-            heads = remote.list_heads(callbacks=_Credentials(url, self._token))
+            heads = remote.list_heads(callbacks=_Credentials(url, self._token, self._token_hosts))
         except AppRepoError:
             raise
         except (pygit2.GitError, OSError, ValueError) as exc:

@@ -136,7 +136,8 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
     """Create a delete event for every live app of `gitops_repo` not released for its ttl.
 
     Reads the release index, so an app is as old as the last commit that wrote
-    it. Each release expires once: the event's dedupe key names its commit.
+    it; an app with a write still queued (a release waiting for a lock) is not
+    idle. Each release expires once: the event's dedupe key names its commit.
     """
     artifacts: dict[str, Artifact | None] = {}
     events = []
@@ -152,6 +153,8 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
         ttl = release_ttl(artifact, live.env, live.app) if artifact is not None else None
         idle = now - live.created
         if ttl is None or idle < ttl:
+            continue
+        if store.has_unfinished_writes(gitops_repo, live.env, app=live.app):
             continue
         repo_key = hashlib.sha256(gitops_repo.encode()).hexdigest()[:16]
         reason = (

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gimletd.durations import parse_duration
@@ -97,6 +97,18 @@ class Settings(BaseSettings):
         default=300.0, gt=0, validation_alias="CLEANUP_POLL_INTERVAL"
     )
 
+    @field_validator("github_webhook_secret", "app_repos_token")
+    @classmethod
+    def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        """`GITHUB_WEBHOOK_SECRET=` sets nothing: an empty HMAC key would let anyone sign."""
+        return value if value is not None and value.get_secret_value() else None
+
+    @model_validator(mode="after")
+    def _mappings_are_well_formed(self) -> Settings:
+        """A malformed GITOPS_REPOS or APP_REPOS stops the start, not every request later."""
+        _ = self.gitops_repos_by_env, self.app_repo_urls
+        return self
+
     @field_validator("cleanup_poll_interval", mode="before")
     @classmethod
     def _interval(cls, value: object) -> object:
@@ -115,6 +127,16 @@ class Settings(BaseSettings):
         :raise ValueError: for an entry that is not `repository=url`, or one named twice.
         """
         return _mapping(self.app_repos, "APP_REPOS", "repository", "url")
+
+    @property
+    def app_repo_token_hosts(self) -> frozenset[str]:
+        """Hosts APP_REPOS_TOKEN is offered to: GitHub's and those APP_REPOS names, no others.
+
+        Artifacts name the URL polled, so a token given to any host that asks
+        would go wherever an artifact points.
+        """
+        hosts = {urlsplit(url).hostname for url in self.app_repo_urls.values()}
+        return frozenset({"github.com"} | {host for host in hosts if host})
 
     # Recovery of unfinished work
     sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")

@@ -54,6 +54,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from gimletd.errors import Conflict, InputError, NotFound, StoreUnavailable
 from gimletd.gitops.layout import public_repo_url
@@ -869,15 +870,22 @@ class Store:
             return [_write_from_row(row) for row in rows]
 
     def has_unfinished_writes(
-        self, gitops_repo: str, env: str, *, excluding: Collection[int] = ()
+        self,
+        gitops_repo: str,
+        env: str,
+        *,
+        app: str | None = None,
+        excluding: Collection[int] = (),
     ) -> bool:
-        """Whether a write of the queue is unfinished, besides the `excluding` ones."""
+        """Whether a write of the queue, or of its `app`, is unfinished, besides `excluding`."""
         with self.session() as session:
             statement = select(GitopsWriteRow.id).where(
                 GitopsWriteRow.gitops_repo == gitops_repo,
                 GitopsWriteRow.env == env,
                 GitopsWriteRow.status.in_(UNFINISHED),
             )
+            if app is not None:
+                statement = statement.where(GitopsWriteRow.app == app)
             if excluding:
                 statement = statement.where(GitopsWriteRow.id.not_in(list(excluding)))
             found = session.scalar(statement.limit(1))
@@ -1259,45 +1267,25 @@ class Store:
 
         A report whose `dedupe_key` (a GitHub delivery) was stored before returns
         that event. A branch deletion already reported, by webhook, poll or API,
-        returns the event of the first report: the branch is marked deleted in the
-        same transaction that creates the event, by a conditional update, so of
-        two reports arriving at once only one creates an event.
+        returns the event of the first report, unless that one ended in `error`:
+        then this report tries again. The branch is marked in the same
+        transaction that creates the event, by a conditional update, so of two
+        reports arriving at once only one creates an event.
         """
 
         def record(session: Session) -> CleanupRecord:
-            now = _now()
             if dedupe_key is not None:
                 known = session.scalar(select(EventRow.id).where(EventRow.dedupe_key == dedupe_key))
                 if known is not None:
                     return CleanupRecord(self._event(session, known), created=False)
-            if kind is CleanupEvent.BRANCH_DELETED:
-                session.execute(
-                    _insert_ignoring_duplicates(session, BranchRow).values(
-                        repository=repository, branch=branch, deletion_event_id=""
-                    )
-                )
-                marked = session.execute(
-                    update(BranchRow)
-                    .where(
-                        BranchRow.repository == repository,
-                        BranchRow.branch == branch,
-                        BranchRow.deleted_at.is_(None),
-                    )
-                    .values(deleted_at=now)
-                )
-                if _rowcount(marked) != 1:
-                    first = session.scalar(
-                        select(BranchRow.deletion_event_id).where(
-                            BranchRow.repository == repository, BranchRow.branch == branch
-                        )
-                    )
-                    return CleanupRecord(self._event(session, first or ""), created=False)
-            row = _cleanup_event_row(kind, repository, branch, triggered_by, detail, now)
+            row = _cleanup_event_row(kind, repository, branch, triggered_by, detail)
             row.dedupe_key = dedupe_key
+            if kind is CleanupEvent.BRANCH_DELETED:
+                first = _mark_deleted(session, repository, branch, row)
+                if first is not None:
+                    return CleanupRecord(self._event(session, first), created=False)
             session.add(row)
             session.flush()
-            if kind is CleanupEvent.BRANCH_DELETED:
-                _set_deletion_event(session, repository, branch, row.id)
             return CleanupRecord(self._event(session, row.id), created=True)
 
         for _ in range(2):  # a second try reads what a concurrent duplicate stored
@@ -1315,46 +1303,36 @@ class Store:
 
         `listed_at` is when the listing was asked for. A known branch that was
         seen before `listed_at` and is missing from the listing was deleted: it is
-        marked so and a `branchDeleted` event created (unless a webhook reported
-        it already). A listed branch is seen; one marked deleted before
-        `listed_at` was created again. Returns the events created.
+        marked so and a `branchDeleted` event created (unless it was reported
+        already). A listed branch nobody saw yet (a pull request's) is seen now.
+        A listing never brings back a branch marked deleted: clocks of the API
+        and the workers may disagree, and only an artifact proves the branch
+        exists again.
         """
         listed = set(branches)
         created: list[Event] = []
         with self.session() as session:
             known = session.scalars(
-                select(BranchRow).where(BranchRow.repository == repository)
+                select(BranchRow).where(
+                    BranchRow.repository == repository, BranchRow.deleted_at.is_(None)
+                )
             ).all()
-            for row in known:
-                if row.branch in listed:
-                    _mark_seen(session, row, listed_at)
+            for branch in known:
+                if branch.branch in listed:
+                    if branch.seen_at is None:
+                        _mark_seen(session, branch, listed_at)
                     continue
-                if row.deleted_at is not None or row.seen_at is None or row.seen_at >= listed_at:
-                    continue
-                marked = session.execute(
-                    update(BranchRow)
-                    .where(
-                        BranchRow.repository == repository,
-                        BranchRow.branch == row.branch,
-                        BranchRow.deleted_at.is_(None),
-                        BranchRow.seen_at < listed_at,
-                    )
-                    .values(deleted_at=listed_at)
+                if branch.seen_at is None or branch.seen_at >= listed_at:
+                    continue  # never seen here (a fork's?), or pushed after the listing began
+                detail = {"repository": repository, "branch": branch.branch, "source": "poll"}
+                row = _cleanup_event_row(
+                    CleanupEvent.BRANCH_DELETED, repository, branch.branch, triggered_by, detail
                 )
-                if _rowcount(marked) != 1:
+                if _mark_deleted(session, repository, branch.branch, row, seen_before=listed_at):
                     continue
-                event_row = _cleanup_event_row(
-                    CleanupEvent.BRANCH_DELETED,
-                    repository,
-                    row.branch,
-                    triggered_by,
-                    {"repository": repository, "branch": row.branch, "source": "poll"},
-                    _now(),
-                )
-                session.add(event_row)
+                session.add(row)
                 session.flush()
-                _set_deletion_event(session, repository, row.branch, event_row.id)
-                created.append(self._event(session, event_row.id))
+                created.append(self._event(session, row.id))
             session.execute(
                 update(AppRepoRow)
                 .where(AppRepoRow.repository == repository)
@@ -1749,47 +1727,78 @@ def _note_branch(session: Session, repository: str, version: Version) -> None:
 
 
 def _register_app_repo(session: Session, repository: str, url: str) -> None:
-    """Poll `repository` from now on, at `url` (the newest artifact's URL wins)."""
+    """Poll `repository` from now on, at `url`.
+
+    The first URL found stays: anyone with a CI token can send an artifact, and
+    a later one must not point the poll (and APP_REPOS_TOKEN) somewhere else, or
+    at a repository without the branches. APP_REPOS overrides it.
+    """
     session.execute(
         _dialect_insert(session, AppRepoRow)
         .values(repository=repository, url=url, created=_now(), poll_error="")
-        .on_conflict_do_update(index_elements=["repository"], set_={"url": url})
+        .on_conflict_do_update(
+            index_elements=["repository"], set_={"url": url}, where=AppRepoRow.url == ""
+        )
     )
 
 
 def _mark_seen(session: Session, row: BranchRow, listed_at: float) -> None:
-    """A poll that asked at `listed_at` listed the branch: it exists, or exists again.
-
-    A deletion reported after `listed_at` stands: the listing is older than it.
-    """
+    """A poll listed a branch nobody had seen in the repository yet: it is there."""
     session.execute(
         update(BranchRow)
         .where(
             BranchRow.repository == row.repository,
             BranchRow.branch == row.branch,
-            BranchRow.deleted_at.is_(None) | (BranchRow.deleted_at < listed_at),
-            BranchRow.seen_at.is_(None) | (BranchRow.seen_at < listed_at),
+            BranchRow.seen_at.is_(None),
+            BranchRow.deleted_at.is_(None),
         )
-        .values(seen_at=listed_at, deleted_at=None, deletion_event_id="")
+        .values(seen_at=listed_at)
     )
 
 
-def _set_deletion_event(session: Session, repository: str, branch: str, event_id: str) -> None:
+def _mark_deleted(
+    session: Session,
+    repository: str,
+    branch: str,
+    event: EventRow,
+    *,
+    seen_before: float | None = None,
+) -> str | None:
+    """Mark a branch deleted by `event`; the id of the event that did already, if one did.
+
+    Conditional updates decide, so of two concurrent reports one wins. A
+    deletion whose event ended in `error` counts as not done, and a report (not
+    a poll) takes its place, so a failed cleanup can be reported again.
+    `seen_before`, a poll's listing time, also requires the branch to have been
+    seen before the listing began.
+    """
     session.execute(
-        update(BranchRow)
-        .where(BranchRow.repository == repository, BranchRow.branch == branch)
-        .values(deletion_event_id=event_id)
+        _insert_ignoring_duplicates(session, BranchRow).values(
+            repository=repository, branch=branch, deletion_event_id=""
+        )
     )
+    mine = (BranchRow.repository == repository) & (BranchRow.branch == branch)
+    unmarked: list[ColumnElement[bool]] = [mine, BranchRow.deleted_at.is_(None)]
+    if seen_before is not None:
+        unmarked.append(BranchRow.seen_at < seen_before)
+    marks = {"deleted_at": event.touched_at, "deletion_event_id": event.id}
+    if _rowcount(session.execute(update(BranchRow).where(*unmarked).values(**marks))):
+        return None
+    first: str = session.scalar(select(BranchRow.deletion_event_id).where(mine)) or ""
+    failed = select(EventRow.id).where(
+        EventRow.id == first, EventRow.status == EventStatus.ERROR.value
+    )
+    if seen_before is None and session.scalar(failed) is not None:
+        retry = update(BranchRow).where(mine, BranchRow.deletion_event_id == first)
+        if _rowcount(session.execute(retry.values(**marks))):
+            return None
+    return first
 
 
 def _cleanup_event_row(
-    kind: CleanupEvent,
-    repository: str,
-    branch: str,
-    triggered_by: str,
-    detail: dict[str, Any],
-    now: float,
+    kind: CleanupEvent, repository: str, branch: str, triggered_by: str, detail: dict[str, Any]
 ) -> EventRow:
+    now = _now()
     return EventRow(
         id=str(uuid.uuid4()),
         created=int(now),

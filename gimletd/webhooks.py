@@ -2,9 +2,10 @@
 
 GitHub signs each delivery with `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of
 the raw body>`. A `delete` of a branch becomes a `branchDeleted` report and a
-closed pull request (merged or not) a `prClosed` one. The `push` GitHub sends
-for the same branch deletion is ignored: the `delete` event is the one acted on,
-and the branch state in the store drops any second report of it.
+closed pull request (merged or not) a `prClosed` one, unless it came from a fork.
+The `push` GitHub sends for the same branch deletion is ignored: the `delete`
+event is the one acted on, and the branch state in the store drops any second
+report of it.
 """
 
 from __future__ import annotations
@@ -128,11 +129,14 @@ def github_cleanup_report(
         if event.action != "closed":
             return Ignored(f"pull_request {event.action}: only closed pull requests are acted on")
         head = event.pull_request.head
+        if head.repo is None or head.repo.full_name != event.repository.full_name:
+            return Ignored(
+                f"pull request #{event.number} is from a fork: its branch name is not a branch "
+                "of this repository, so anyone could name one to delete its preview apps; "
+                "previews of forks are left to a cleanup ttl"
+            )
         detail = _detail(event.repository.full_name, head.ref, delivery, event.sender.login)
-        fork = head.repo is None or head.repo.full_name != event.repository.full_name
-        detail.update(
-            number=event.number, merged=bool(event.pull_request.merged), sha=head.sha, fork=fork
-        )
+        detail.update(number=event.number, merged=bool(event.pull_request.merged), sha=head.sha)
         return CleanupReport(
             CleanupEvent.PR_CLOSED,
             event.repository.full_name,

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 def _lister() -> BranchLister:
     settings = context.settings()
     token = settings.app_repos_token.get_secret_value() if settings.app_repos_token else None
-    return BranchLister(settings.resolved_repo_cache_path, token=token)
+    return BranchLister(
+        settings.resolved_repo_cache_path, token=token, token_hosts=settings.app_repo_token_hosts
+    )
 
 
 @app.task(name="gimletd.cleanup.poll", acks_late=True, **RETRY_WHILE_STORE_UNAVAILABLE)

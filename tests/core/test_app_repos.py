@@ -10,6 +10,7 @@ import pytest
 from gimletd.app_repos import BranchLister, app_repo_url, needs_branch_polling
 from gimletd.errors import AppRepoError
 from gimletd.models import Artifact
+from tests.support.gitdaemon import Remote
 
 
 def artifact(
@@ -82,3 +83,25 @@ def test_an_empty_listing_is_not_trusted(tmp_path: Path) -> None:
     git("init", "-q", "--bare", str(empty))
     with pytest.raises(AppRepoError, match="lists no branches"):
         BranchLister(tmp_path / "cache").branches(str(empty))
+
+
+def test_the_token_goes_only_to_the_hosts_it_is_for(git_http: Remote, tmp_path: Path) -> None:
+    """An artifact names the URL polled: the token must not follow it to any host."""
+    empty_tree = subprocess.run(
+        ["git", "--git-dir", str(git_http.bare), "mktree"], input=b"", capture_output=True,
+        check=True,
+    ).stdout.decode().strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "--git-dir", str(git_http.bare), "-c", "user.name=t", "-c", "user.email=t@t",
+         "commit-tree", empty_tree, "-m", "first"], capture_output=True, check=True,
+    ).stdout.decode().strip()  # fmt: skip
+    git("--git-dir", str(git_http.bare), "update-ref", "refs/heads/main", commit)
+    token = git_http.token
+    assert token is not None
+    withheld = BranchLister(tmp_path / "cache", token=token)
+    with pytest.raises(AppRepoError, match="asks for credentials"):
+        withheld.branches(git_http.url)
+    allowed = BranchLister(tmp_path / "cache", token=token, token_hosts=frozenset({"127.0.0.1"}))
+    assert allowed.branches(git_http.url) == {"main"}
+    in_url = git_http.url.replace("http://", f"http://x-access-token:{token}@")
+    assert BranchLister(tmp_path / "cache").branches(in_url) == {"main"}

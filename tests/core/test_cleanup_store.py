@@ -1,15 +1,31 @@
-"""Branch deletions reported by webhook, poll and API are acted on once, on both databases."""
+"""Preview cleanup against the store, on both databases: reports acted on once, polls, expiry."""
 
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gimletd.models import Artifact, CleanupEvent, EventType
-from gimletd.store import CleanupRecord, Store
+import pytest
+
+from gimletd.app_repos import BranchLister
+from gimletd.cleanup import expire_apps, poll_app_repo
+from gimletd.errors import AppRepoError
+from gimletd.models import (
+    Artifact,
+    CleanupEvent,
+    CleanupPolicy,
+    EventType,
+    Release,
+    WriteKind,
+)
+from gimletd.store import CleanupRecord, IndexEntry, IndexHead, PlannedWrite, Store
 
 REPO = "mycompany/frontend"
+HOUR = 3600
 
 
 def make_artifact(fixtures_dir: Path, branch: str, event: str = "push") -> Artifact:
@@ -76,15 +92,43 @@ def test_a_webhook_first_makes_the_poll_report_nothing(
     assert (again.created, again.event.id) == (False, first.event.id)
 
 
-def test_a_branch_created_again_is_reported_again(any_store: Store, fixtures_dir: Path) -> None:
+def test_a_branch_built_again_is_reported_again(any_store: Store, fixtures_dir: Path) -> None:
     any_store.create_artifact(make_artifact(fixtures_dir, "feature-x"), triggered_by="ci")
     first = report(any_store, "feature-x")
+    # A poll listing it (its clock may be ahead of the API's) does not undo the deletion.
+    assert poll(any_store, "main", "feature-x", at=time.time() + 60) == []
+    assert poll(any_store, "main") == []
+    assert not report(any_store, "feature-x").created
+    # An artifact does: CI built the branch again, so its next deletion is a new one.
     any_store.create_artifact(make_artifact(fixtures_dir, "feature-x"), triggered_by="ci")
     second = report(any_store, "feature-x")
     assert second.created and second.event.id != first.event.id
-    # Recreated without an artifact: a poll that lists it sees it again.
-    assert poll(any_store, "main", "feature-x") == []
-    assert poll(any_store, "main") == ["feature-x"]
+
+
+def test_a_deletion_whose_cleanup_failed_can_be_reported_again(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    any_store.create_artifact(make_artifact(fixtures_dir, "feature-x"), triggered_by="ci")
+    first = report(any_store, "feature-x")
+    any_store.fail_event(first.event.id, "the GitOps repository was unreachable")
+    second = report(any_store, "feature-x")
+    assert second.created and second.event.id != first.event.id
+    assert not report(any_store, "feature-x").created
+    assert poll(any_store, "main") == [], "a poll does not retry what a report owns"
+
+
+def test_concurrent_reports_of_one_deletion_create_one_event(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    any_store.create_artifact(make_artifact(fixtures_dir, "feature-x"), triggered_by="ci")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        webhooks = [pool.submit(report, any_store, "feature-x") for _ in range(6)]
+        polls = [pool.submit(poll, any_store, "main") for _ in range(6)]
+        records = [future.result() for future in webhooks]
+        found = [branch for future in polls for branch in future.result()]
+    created = sum(record.created for record in records) + len(found)
+    assert created == 1, (records, found)
+    assert len({record.event.id for record in records}) == 1
 
 
 def test_a_pull_request_branch_is_not_reported_before_a_poll_saw_it(
@@ -132,11 +176,90 @@ def test_branch_artifacts_are_the_branchs_and_its_pull_requests_newest_first(
 def test_an_artifact_with_a_cleanup_policy_registers_its_repository(
     any_store: Store, fixtures_dir: Path
 ) -> None:
+    """The first URL stays: a later artifact cannot point the poll (and its token) elsewhere."""
     artifact = make_artifact(fixtures_dir, "fix")
+    any_store.create_artifact(artifact, triggered_by="ci", poll_url="")
     any_store.create_artifact(artifact, triggered_by="ci", poll_url="https://example.com/a.git")
-    any_store.create_artifact(artifact, triggered_by="ci", poll_url="https://example.com/b.git")
+    any_store.create_artifact(artifact, triggered_by="ci", poll_url="https://evil.example/a.git")
     any_store.record_poll_error(REPO, polled_at=1.0, error="unreachable")
     [repo] = any_store.app_repos()
     assert (repo.repository, repo.url, repo.polled_at, repo.poll_error) == (
-        REPO, "https://example.com/b.git", 1.0, "unreachable",
+        REPO, "https://example.com/a.git", 1.0, "unreachable",
     )  # fmt: skip
+
+
+def ttl_artifact(any_store: Store, fixtures_dir: Path, ttl: str = "72h") -> str:
+    """Stores an artifact of branch `fix` whose preview config expires after `ttl`."""
+    artifact = make_artifact(fixtures_dir, "fix", "pr")
+    artifact.context["BRANCH"] = "fix"
+    preview = artifact.environments[1]
+    preview.cleanup = CleanupPolicy(ttl=ttl)
+    stored, _ = any_store.create_artifact(artifact, triggered_by="ci")
+    return stored.id
+
+
+def released(any_store: Store, artifact_id: str, commit: str, at: int) -> None:
+    """Index a release of preview/frontend-fix at commit `commit`, made at time `at`."""
+    head = any_store.index_head("repo")
+    position = head.position + 1 if head else 1
+    release = Release(
+        app="frontend-fix", env="preview", artifactId=artifact_id, triggeredBy="policy"
+    )
+    entry = IndexEntry("preview", "frontend-fix", commit, position, WriteKind.RELEASE, release, at)
+    assert any_store.record_index(
+        "repo", base=head, head=IndexHead(commit, position), entries=[entry]
+    )
+
+
+def test_an_app_idle_for_its_ttl_expires_once_per_release(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    artifact_id = ttl_artifact(any_store, fixtures_dir)
+    released(any_store, artifact_id, "1" * 40, at=1000)
+    assert expire_apps(any_store, "repo", now=1000 + 71 * HOUR) == []
+    [event] = expire_apps(any_store, "repo", now=1000 + 73 * HOUR)
+    assert (event.type, event.triggered_by) == (EventType.DELETE, "policy")
+    claim = any_store.claim_event(event.id)
+    assert claim is not None
+    assert json.loads(claim.blob) == {
+        "env": "preview",
+        "app": "frontend-fix",
+        "reason": "expired: not released for 3d1h, its ttl is 3d",
+    }
+    assert expire_apps(any_store, "repo", now=1000 + 80 * HOUR) == [], "expired already"
+    released(any_store, artifact_id, "2" * 40, at=5000)
+    assert len(expire_apps(any_store, "repo", now=5000 + 73 * HOUR)) == 1
+
+
+def test_an_app_with_a_queued_write_is_not_idle(any_store: Store, fixtures_dir: Path) -> None:
+    artifact_id = ttl_artifact(any_store, fixtures_dir)
+    released(any_store, artifact_id, "1" * 40, at=1000)
+    _, queued = any_store.create_artifact(make_artifact(fixtures_dir, "fix"), triggered_by="ci")
+    release = Release(app="frontend-fix", env="preview", artifactId="x", triggeredBy="policy")
+    write = PlannedWrite("repo", "preview", "frontend-fix", {}, release)
+    any_store.plan_event(queued.id, writes=[write], failures=[])
+    assert expire_apps(any_store, "repo", now=1000 + 73 * HOUR) == []
+
+
+def test_a_poll_lists_the_repository_and_reports_what_vanished(
+    any_store: Store, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    app_repo = tmp_path / "frontend"
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run(["git", "init", "-q", "-b", "main", str(app_repo)])
+    run(["git", "-C", str(app_repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit",
+         "-q", "--allow-empty", "-m", "first"])  # fmt: skip
+    run(["git", "-C", str(app_repo), "branch", "feature-x"])
+    any_store.create_artifact(
+        make_artifact(fixtures_dir, "feature-x"), triggered_by="ci", poll_url=""
+    )
+    [repo] = any_store.app_repos()
+    lister = BranchLister(tmp_path / "cache")
+    with pytest.raises(AppRepoError, match="APP_REPOS=mycompany/frontend="):
+        poll_app_repo(any_store, repo, url="", lister=lister, clock=time.time)
+    assert "no URL to poll" in any_store.app_repos()[0].poll_error
+    assert poll_app_repo(any_store, repo, url=str(app_repo), lister=lister, clock=time.time) == []
+    run(["git", "-C", str(app_repo), "branch", "-D", "feature-x"])
+    [event] = poll_app_repo(any_store, repo, url=str(app_repo), lister=lister, clock=time.time)
+    assert (event.branch, event.triggered_by) == ("feature-x", "branch-poll")
+    assert any_store.app_repos()[0].poll_error == ""

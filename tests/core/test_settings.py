@@ -112,20 +112,31 @@ def test_repository_mappings_are_read_and_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variables", "read", "message"),
+    ("variables", "message"),
     [
-        ({"GITOPS_REPOS": "production"}, "gitops_repos_by_env", "is not environment=repository"),
-        ({"GITOPS_REPOS": "a=x,a=y"}, "gitops_repos_by_env", "names environment 'a' twice"),
-        ({"GITOPS_REPOS": "Prod=x"}, "gitops_repos_by_env", "DNS-1123"),
-        ({"APP_REPOS": "acme/fe="}, "app_repo_urls", "is not repository=url"),
-        ({"APP_REPOS": "a/b=x, a/b=y"}, "app_repo_urls", "names repository 'a/b' twice"),
+        ({"GITOPS_REPOS": "production"}, "is not environment=repository"),
+        ({"GITOPS_REPOS": "a=x,a=y"}, "names environment 'a' twice"),
+        ({"GITOPS_REPOS": "Prod=x"}, "DNS-1123"),
+        ({"APP_REPOS": "acme/fe="}, "is not repository=url"),
+        ({"APP_REPOS": "a/b=x, a/b=y"}, "names repository 'a/b' twice"),
     ],
 )
-def test_malformed_repository_mappings_say_what_is_wrong(
-    variables: dict[str, str], read: str, message: str
+def test_malformed_repository_mappings_stop_the_start(
+    variables: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        getattr(Settings(**variables), read)
+        Settings(**variables)
+
+
+def test_an_empty_secret_is_no_secret() -> None:
+    settings = Settings(GITHUB_WEBHOOK_SECRET="", APP_REPOS_TOKEN="")
+    assert settings.github_webhook_secret is None
+    assert settings.app_repos_token is None
+
+
+def test_the_app_repos_token_goes_to_github_and_the_hosts_app_repos_names() -> None:
+    settings = Settings(APP_REPOS="a/b=https://git.example.com/b.git,c/d=/srv/d")
+    assert settings.app_repo_token_hosts == {"github.com", "git.example.com"}
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("300", 300.0), ("2.5", 2.5), ("5m", 300.0)])

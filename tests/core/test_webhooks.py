@@ -89,7 +89,17 @@ def test_a_closed_pull_request_is_a_pr_closed_report_merged_or_not(
     )  # fmt: skip
     assert report.detail["merged"] is merged
     assert report.detail["number"] == 2
-    assert report.detail["fork"] is False
+
+
+def test_a_pull_request_from_a_fork_is_ignored(fixtures_dir: Path) -> None:
+    """Anyone may open one, naming its branch after one of this repository's previews."""
+    closed = payload(fixtures_dir, "pull_request-closed.json")
+    closed["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    report = github_cleanup_report("pull_request", closed)
+    assert isinstance(report, Ignored)
+    assert "from a fork" in report.reason
+    closed["pull_request"]["head"]["repo"] = None  # the fork was deleted since
+    assert isinstance(github_cleanup_report("pull_request", closed), Ignored)
 
 
 @pytest.mark.parametrize(
