@@ -141,6 +141,7 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
     """
     artifacts: dict[str, Artifact | None] = {}
     events = []
+    repo_key = hashlib.sha256(gitops_repo.encode()).hexdigest()[:16]
     for live in store.live_releases(gitops_repo):
         if not live.artifact_id or live.created is None:
             continue
@@ -156,7 +157,6 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
             continue
         if store.has_unfinished_writes(gitops_repo, live.env, app=live.app):
             continue
-        repo_key = hashlib.sha256(gitops_repo.encode()).hexdigest()[:16]
         reason = (
             f"expired: not released for {format_duration(idle)}, its ttl is {format_duration(ttl)}"
         )

@@ -1353,7 +1353,13 @@ class Store:
         """Every application repository whose branches are polled, by name."""
         with self.session() as session:
             rows = session.scalars(select(AppRepoRow).order_by(AppRepoRow.repository)).all()
-            return [AppRepo(r.repository, r.url, r.polled_at, r.poll_error) for r in rows]
+            return [_app_repo(row) for row in rows]
+
+    def app_repo(self, repository: str) -> AppRepo | None:
+        """The polled application repository of that name, None when it is not polled."""
+        with self.session() as session:
+            row = session.get(AppRepoRow, repository)
+            return None if row is None else _app_repo(row)
 
     def branch_artifacts(self, repository: str, branch: str) -> Iterator[Artifact]:
         """The artifacts built from `branch` (pushed to it, or a pull request of it), newest first.
@@ -1724,6 +1730,10 @@ def _note_branch(session: Session, repository: str, version: Version) -> None:
         .where(BranchRow.repository == repository, BranchRow.branch == branch)
         .values(**values)
     )
+
+
+def _app_repo(row: AppRepoRow) -> AppRepo:
+    return AppRepo(row.repository, row.url, row.polled_at, row.poll_error)
 
 
 def _register_app_repo(session: Session, repository: str, url: str) -> None:

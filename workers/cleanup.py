@@ -42,7 +42,7 @@ def poll() -> int:
 def poll_repository(repository: str) -> list[str]:
     """List one repository's branches; report the deleted ones. Returns the events created."""
     store, settings = context.store(), context.settings()
-    repo = next((r for r in store.app_repos() if r.repository == repository), None)
+    repo = store.app_repo(repository)
     if repo is None:
         return []
     url = settings.app_repo_urls.get(repository, repo.url)

@@ -186,6 +186,8 @@ def test_an_artifact_with_a_cleanup_policy_registers_its_repository(
     assert (repo.repository, repo.url, repo.polled_at, repo.poll_error) == (
         REPO, "https://example.com/a.git", 1.0, "unreachable",
     )  # fmt: skip
+    assert any_store.app_repo(REPO) == repo
+    assert any_store.app_repo("someone/else") is None
 
 
 def ttl_artifact(any_store: Store, fixtures_dir: Path, ttl: str = "72h") -> str:
