@@ -62,12 +62,11 @@ def pr_closed() -> tuple[Response, int]:
 def app_repos() -> Response:
     """The application repositories polled for deleted branches, and how their last poll went."""
     settings = services().settings
-    overrides = settings.app_repo_urls
     return jsonify(
         [
             {
                 "repository": repo.repository,
-                "url": public_repo_url(overrides.get(repo.repository, repo.url)),
+                "url": public_repo_url(settings.app_repo_url(repo.repository, repo.url)),
                 "polledAt": repo.polled_at,
                 "pollError": repo.poll_error,
             }
@@ -83,8 +82,6 @@ def accept_cleanup_report(report: CleanupReport, *, dedupe_key: str | None) -> t
     deletion reported before by webhook, poll or API) answers the event of the
     first one, with `duplicate: true`, and creates nothing.
     """
-    if dedupe_key is not None and len(dedupe_key) > MAX_DEDUPE_KEY:
-        raise ApiError(400, f"the delivery id is longer than {MAX_DEDUPE_KEY} characters")
     record = services().store.create_cleanup_event(
         report.kind,
         repository=report.repository,

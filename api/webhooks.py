@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.cleanup import accept_cleanup_report
+from api.cleanup import MAX_DEDUPE_KEY, accept_cleanup_report
 from api.errors import ApiError
 from api.services import services
 from gimletd.webhooks import Ignored, github_cleanup_report, signature_matches
@@ -45,6 +45,8 @@ def github() -> tuple[Response, int]:
     if event_name == "ping":
         return jsonify({"message": "pong"}), 200
     delivery = request.headers.get("X-GitHub-Delivery", "").strip()
+    if len(delivery) > MAX_DEDUPE_KEY:
+        raise ApiError(400, f"X-GitHub-Delivery is longer than {MAX_DEDUPE_KEY} characters")
     report = github_cleanup_report(event_name, _payload(body), delivery=delivery)
     if isinstance(report, Ignored):
         return jsonify({"ignored": report.reason}), 200

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
         """
         return _mapping(self.app_repos, "APP_REPOS", "repository", "url")
 
+    def app_repo_url(self, repository: str, derived: str) -> str:
+        """Where `repository`'s branches are polled: its APP_REPOS entry, else `derived`."""
+        return self.app_repo_urls.get(repository, derived)
+
     @property
     def app_repo_token_hosts(self) -> frozenset[str]:
         """Hosts APP_REPOS_TOKEN is offered to: GitHub's and those APP_REPOS names, no others.

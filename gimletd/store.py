@@ -258,12 +258,13 @@ class AppRepoRow(Base):
 class BranchRow(Base):
     """A branch that artifacts were built from, and whether it still exists.
 
-    `seen_at` is the last time the branch was known to be in the repository
-    itself: an artifact of a push to it, or a poll that listed it. A branch only
-    a pull request names may live in a fork, so it stays unseen until a poll
-    lists it, and a poll never reports an unseen branch as deleted. `deleted_at`
-    is set by the first report of its deletion, webhook or poll; later reports of
-    the same deletion find it set and create nothing.
+    `seen_at` is when the branch was last known to be in the repository itself:
+    the newest artifact of a push to it, else the first poll that listed it. A
+    branch only a pull request names may live in a fork, so it stays unseen
+    until a poll lists it, and a poll never reports an unseen branch as deleted.
+    `deleted_at` is set by the first report of its deletion, webhook, API or
+    poll; later reports of the same deletion find it set and create nothing, and
+    only a new artifact of the branch clears it.
     """
 
     __tablename__ = "branches"
@@ -1717,11 +1718,7 @@ def _note_branch(session: Session, repository: str, version: Version) -> None:
         return
     pushed = version.event is GitEvent.PUSH
     now = _now()
-    session.execute(
-        _insert_ignoring_duplicates(session, BranchRow).values(
-            repository=repository, branch=branch, deletion_event_id=""
-        )
-    )
+    _ensure_branch(session, repository, branch)
     values: dict[str, Any] = {"deleted_at": None, "deletion_event_id": ""}
     if pushed:
         values["seen_at"] = now
@@ -1729,6 +1726,15 @@ def _note_branch(session: Session, repository: str, version: Version) -> None:
         update(BranchRow)
         .where(BranchRow.repository == repository, BranchRow.branch == branch)
         .values(**values)
+    )
+
+
+def _ensure_branch(session: Session, repository: str, branch: str) -> None:
+    """Add the row of a branch unless it is there, so conditional updates can decide on it."""
+    session.execute(
+        _insert_ignoring_duplicates(session, BranchRow).values(
+            repository=repository, branch=branch, deletion_event_id=""
+        )
     )
 
 
@@ -1782,11 +1788,7 @@ def _mark_deleted(
     `seen_before`, a poll's listing time, also requires the branch to have been
     seen before the listing began.
     """
-    session.execute(
-        _insert_ignoring_duplicates(session, BranchRow).values(
-            repository=repository, branch=branch, deletion_event_id=""
-        )
-    )
+    _ensure_branch(session, repository, branch)
     mine = (BranchRow.repository == repository) & (BranchRow.branch == branch)
     unmarked: list[ColumnElement[bool]] = [mine, BranchRow.deleted_at.is_(None)]
     if seen_before is not None:
@@ -1812,7 +1814,7 @@ def _cleanup_event_row(
     return EventRow(
         id=str(uuid.uuid4()),
         created=int(now),
-        type=EventType(kind.value).value,
+        type=kind.value,  # the event types of cleanups are named as their events
         blob=json.dumps(detail),
         status=EventStatus.NEW.value,
         status_desc="",

@@ -45,7 +45,7 @@ def poll_repository(repository: str) -> list[str]:
     repo = store.app_repo(repository)
     if repo is None:
         return []
-    url = settings.app_repo_urls.get(repository, repo.url)
+    url = settings.app_repo_url(repository, repo.url)
     try:
         events = poll_app_repo(store, repo, url=url, lister=_lister(), clock=time.time)
     except AppRepoError as exc:

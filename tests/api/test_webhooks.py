@@ -290,3 +290,13 @@ def test_repositories_with_cleanup_policies_are_listed_for_polling(
             "pollError": "",
         }
     ]
+
+
+def test_an_absurd_delivery_id_is_refused(
+    hooks: FlaskClient, fixtures_dir: Path, settings: Settings
+) -> None:
+    body = github_payload(fixtures_dir, "delete-branch.json")
+    response = deliver(hooks, "delete", body, delivery="d" * 201)
+    assert response.status_code == 400
+    assert "X-GitHub-Delivery" in response.json["message"]
+    assert stored_events(settings) == []
