@@ -235,6 +235,8 @@ class EventType(enum.StrEnum):
     BRANCH_DELETED = "branchDeleted"
     #: A pull request was closed, merged or not: clean up its preview apps.
     PR_CLOSED = "prClosed"
+    #: Flux reported on applying a GitOps commit.
+    FLUX = "fluxEvent"
 
 
 class WriteKind(enum.StrEnum):
@@ -280,11 +282,16 @@ class Result(Model):
     hash: str = ""
     status: ResultStatus
     status_desc: str = Field(default="", alias="statusDesc")
+    #: What Flux said of the commit: `ReconciliationSucceeded`, `...Failed`, `Progressing`.
     gitops_commit_status: str = Field(default="", alias="gitopsCommitStatus")
+    gitops_commit_status_desc: str = Field(default="", alias="gitopsCommitStatusDesc")
 
 
 class GitopsHash(Model):
-    """A GitOps commit an event produced, as the original's clients read it."""
+    """A GitOps commit an event produced, as the original's clients read it.
+
+    `status` is what Flux said of applying it (empty until Flux reports).
+    """
 
     hash: str
     status: str = ""
@@ -312,6 +319,28 @@ class Event(Model):
     triggered_by: str = Field(default="", alias="triggeredBy")
     gitops_hashes: list[GitopsHash] = Field(default_factory=list, alias="gitopsHashes")
     results: list[Result] = Field(default_factory=list)
+    notifications: list[NotificationStatus] = Field(default_factory=list)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where the sending of a notice to one target is."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # given up on; `statusDesc` says why
+    SKIPPED = "skipped"  # not sent, as it would undo a newer message; `statusDesc` says why
+
+
+class NotificationStatus(Model):
+    """A notification of an event, to one target, and whether it got there."""
+
+    kind: str
+    target: str
+    env: str
+    app: str = ""
+    status: DeliveryStatus
+    status_desc: str = Field(default="", alias="statusDesc")
+    attempts: int = 0
 
 
 class Hold(Model):

@@ -10,7 +10,7 @@ read the environment themselves.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gimletd.durations import parse_duration
 from gimletd.models import check_dns_label
+from gimletd.notifications import discord, github, slack
 from gimletd.rendering import RenderEngine
 
 DEFAULT_DATA_DIR = Path(".gimletd")
@@ -32,7 +33,12 @@ class Settings(BaseSettings):
     """Every knob of GimletD, with the environment variable that sets it."""
 
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", populate_by_name=True, case_sensitive=False
+        env_file=None,
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+        # A refused setting must not print the others (tokens) in its error.
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, validation_alias="GIMLETD_DATA_DIR")
@@ -97,16 +103,33 @@ class Settings(BaseSettings):
         default=300.0, gt=0, validation_alias="CLEANUP_POLL_INTERVAL"
     )
 
-    @field_validator("github_webhook_secret", "app_repos_token")
+    @field_validator(
+        "github_webhook_secret",
+        "app_repos_token",
+        "notifications_token",
+        "discord_webhook_url",
+        "discord_token",
+        "github_token",
+        "webhook_urls",
+        "webhook_secret",
+        "flux_webhook_secret",
+    )
     @classmethod
     def _empty_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        """`GITHUB_WEBHOOK_SECRET=` sets nothing: an empty HMAC key would let anyone sign."""
-        return value if value is not None and value.get_secret_value() else None
+        """`GITHUB_WEBHOOK_SECRET=` sets nothing: an empty HMAC key would let anyone sign.
+
+        Surrounding whitespace is dropped: a token read from a file often ends in a
+        newline, which no HTTP header may carry.
+        """
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
 
     @model_validator(mode="after")
     def _mappings_are_well_formed(self) -> Settings:
-        """A malformed GITOPS_REPOS or APP_REPOS stops the start, not every request later."""
-        _ = self.gitops_repos_by_env, self.app_repo_urls
+        """A malformed GITOPS_REPOS, APP_REPOS or notification setting stops the start."""
+        _ = self.gitops_repos_by_env, self.app_repo_urls, self.slack_channels
+        _ = self.notification_providers
         return self
 
     @field_validator("cleanup_poll_interval", mode="before")
@@ -141,6 +164,77 @@ class Settings(BaseSettings):
         """
         hosts = {urlsplit(url).hostname for url in self.app_repo_urls.values()}
         return frozenset({"github.com"} | {host for host in hosts if host})
+
+    # Notifications
+    notifications_provider: str = Field(default="", validation_alias="NOTIFICATIONS_PROVIDER")
+    notifications_token: SecretStr | None = Field(
+        default=None, validation_alias="NOTIFICATIONS_TOKEN"
+    )
+    notifications_default_channel: str = Field(
+        default="", validation_alias="NOTIFICATIONS_DEFAULT_CHANNEL"
+    )
+    notifications_channel_mapping: str = Field(
+        default="", validation_alias="NOTIFICATIONS_CHANNEL_MAPPING"
+    )
+    slack_api_url: str = Field(default=slack.DEFAULT_API_URL, validation_alias="SLACK_API_URL")
+    discord_webhook_url: SecretStr | None = Field(
+        default=None, validation_alias="DISCORD_WEBHOOK_URL"
+    )
+    discord_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
+    discord_channel: str = Field(default="", validation_alias="DISCORD_CHANNEL")
+    discord_api_url: str = Field(
+        default=discord.DEFAULT_API_URL, validation_alias="DISCORD_API_URL"
+    )
+    github_token: SecretStr | None = Field(default=None, validation_alias="GITHUB_TOKEN")
+    github_api_url: str = Field(default=github.DEFAULT_API_URL, validation_alias="GITHUB_API_URL")
+    webhook_urls: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_URLS")
+    webhook_secret: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_SECRET")
+    flux_webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="FLUX_WEBHOOK_SECRET"
+    )
+    notifications_max_attempts: int = Field(
+        default=8, ge=1, validation_alias="NOTIFICATIONS_MAX_ATTEMPTS"
+    )
+    notifications_retry_base: float = Field(
+        default=2.0, gt=0, validation_alias="NOTIFICATIONS_RETRY_BASE"
+    )
+    notifications_timeout: float = Field(
+        default=10.0, gt=0, validation_alias="NOTIFICATIONS_TIMEOUT"
+    )
+
+    @property
+    def notification_providers(self) -> list[str]:
+        """NOTIFICATIONS_PROVIDER, `slack,discord,github,webhook`: where notices go.
+
+        :raise ValueError: for an unknown provider, or one whose settings are missing.
+        """
+        names = [n.strip().lower() for n in self.notifications_provider.split(",") if n.strip()]
+        for name in names:
+            if name not in PROVIDER_SETTINGS:
+                raise ValueError(
+                    f"NOTIFICATIONS_PROVIDER names {name!r}: use slack, discord, github or webhook"
+                )
+            missing = PROVIDER_SETTINGS[name](self)
+            if missing:
+                raise ValueError(f"NOTIFICATIONS_PROVIDER includes {name}, but {missing}")
+        return list(dict.fromkeys(names))
+
+    @property
+    def webhook_url_list(self) -> list[str]:
+        """WEBHOOK_URLS, comma-separated; kept secret as URLs often carry a token."""
+        raw = self.webhook_urls.get_secret_value() if self.webhook_urls else ""
+        return [url.strip() for url in raw.split(",") if url.strip()]
+
+    @property
+    def slack_channels(self) -> dict[str, str]:
+        """NOTIFICATIONS_CHANNEL_MAPPING, `staging=team-a,production=ops`: a channel per env."""
+        return _mapping(
+            self.notifications_channel_mapping, "NOTIFICATIONS_CHANNEL_MAPPING", "env", "channel"
+        )
+
+    def slack_channel_for(self, env: str) -> str:
+        """The env's channel from the mapping, else NOTIFICATIONS_DEFAULT_CHANNEL ("" for none)."""
+        return self.slack_channels.get(env, self.notifications_default_channel)
 
     # Recovery of unfinished work
     sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")
@@ -229,6 +323,39 @@ class Settings(BaseSettings):
     def helm_home(self) -> Path:
         """Where the Helm engine keeps its own caches, instead of the user's home."""
         return (self.data_dir / "helm").resolve()
+
+
+def _slack_missing(settings: Settings) -> str:
+    if settings.notifications_token is None:
+        return "NOTIFICATIONS_TOKEN (the Slack bot token) is not set"
+    if not settings.notifications_default_channel and not settings.slack_channels:
+        return "neither NOTIFICATIONS_DEFAULT_CHANNEL nor NOTIFICATIONS_CHANNEL_MAPPING is set"
+    return ""
+
+
+def _discord_missing(settings: Settings) -> str:
+    if settings.discord_webhook_url is not None:
+        return ""
+    if settings.discord_token is not None and settings.discord_channel:
+        return ""
+    return "neither DISCORD_WEBHOOK_URL nor DISCORD_TOKEN with DISCORD_CHANNEL is set"
+
+
+def _github_missing(settings: Settings) -> str:
+    return "" if settings.github_token is not None else "GITHUB_TOKEN is not set"
+
+
+def _webhook_missing(settings: Settings) -> str:
+    return "" if settings.webhook_url_list else "WEBHOOK_URLS is not set"
+
+
+#: Each provider, and what says which of its settings are missing ("" when none).
+PROVIDER_SETTINGS: dict[str, Callable[[Settings], str]] = {
+    "slack": _slack_missing,
+    "discord": _discord_missing,
+    "github": _github_missing,
+    "webhook": _webhook_missing,
+}
 
 
 def _mapping(text: str, setting: str, key: str, value: str) -> dict[str, str]:

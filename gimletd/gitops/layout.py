@@ -20,6 +20,7 @@ from git alone and a redelivered task can find the commit it already made (I2).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +30,8 @@ from gimletd.models import POLICY_TRIGGER, Release, check_dns_label
 RELEASE_FILE = "release.json"
 
 TRAILER_EVENT = "Gimlet-Event"
+#: `git@github.com:owner/repo.git`, the scp-like form of an ssh remote.
+_SCP_LIKE = re.compile(r"^[\w.-]+@(?P<host>[\w.-]+):(?P<path>(?!/)[^\s]+)$")
 TRAILER_ARTIFACT = "Gimlet-Artifact"
 TRAILER_TRIGGERED_BY = "Gimlet-Triggered-By"
 TRAILER_ENV = "Gimlet-Env"
@@ -65,6 +68,30 @@ def public_repo_url(url: str) -> str:
     if parts.scheme in ("http", "https") and "@" in parts.netloc:
         return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
     return url
+
+
+def commit_web_url(repo_url: str, sha: str) -> str | None:
+    """The page of commit `sha` on the repository's web host; None for a local repository.
+
+    For the remotes hosted SCMs give (`https://host/owner/repo.git`,
+    `git@host:owner/repo.git`, `ssh://git@host/owner/repo.git`): GitHub and GitLab
+    show a commit at `/commit/<sha>`, Bitbucket at `/commits/<sha>`.
+    """
+    if not sha:
+        return None
+    scp = _SCP_LIKE.match(repo_url)
+    if scp is not None:
+        host, path = scp.group("host"), scp.group("path")
+    else:
+        parts = urlsplit(public_repo_url(repo_url))
+        if parts.scheme not in ("https", "http", "ssh") or not parts.hostname:
+            return None
+        host, path = parts.hostname, parts.path
+    path = path.strip("/").removesuffix(".git")
+    if path.count("/") < 1:
+        return None
+    page = "commits" if host == "bitbucket.org" else "commit"
+    return f"https://{host}/{path}/{page}/{sha}"
 
 
 def app_dir(env: str, app: str) -> str:
