@@ -9,7 +9,7 @@ import logging
 
 from flask import Flask
 
-from api import artifacts, cleanup, control, errors, events, health, releases, webhooks
+from api import artifacts, cleanup, control, errors, events, flux, health, releases, webhooks
 from api.enqueue import Enqueuer
 from api.services import Services
 from gimletd.logs import configure_logging
@@ -51,4 +51,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(control.blueprint)
     app.register_blueprint(cleanup.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(flux.blueprint)
     return app

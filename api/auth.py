@@ -19,7 +19,12 @@ def authenticate() -> None:
     header = request.headers.get("Authorization", "")
     if not header.lower().startswith(BEARER) or not header[len(BEARER) :].strip():
         raise ApiError(401, "authentication required: send 'Authorization: Bearer <token>'")
-    user = services().store.user_by_token(header[len(BEARER) :].strip())
+    authenticate_token(header[len(BEARER) :].strip())
+
+
+def authenticate_token(token: str) -> None:
+    """Set `g.user` from a token given some other way; :raise 401: for an unknown one."""
+    user = services().store.user_by_token(token)
     if user is None:
         raise ApiError(401, "the token is not valid")
     g.user = user

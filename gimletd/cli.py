@@ -113,12 +113,18 @@ def up(port: int | None) -> None:
         _supervise(children)
 
 
+#: gunicorn's default access log line, with the path in place of the whole request line:
+#: a query string may hold a token (Flux's `?access_token=`).
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+
 def _api_command(host: str, port: int, *, workers: int, dev: bool) -> list[str]:
     if dev:
         return [sys.executable, "-m", "flask", "--app", "api:create_app", "run",
                 "--host", host, "--port", str(port)]  # fmt: skip
     return [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"{host}:{port}",
-            "--workers", str(workers), "--access-logfile", "-"]  # fmt: skip
+            "--workers", str(workers), "--access-logfile", "-",
+            "--access-logformat", ACCESS_LOG_FORMAT]  # fmt: skip
 
 
 def _worker_command(concurrency: int, name: str) -> list[str]:

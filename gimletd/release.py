@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gimletd.errors import (
@@ -38,8 +38,10 @@ from gimletd.models import (
     Manifest,
     Release,
     ResultStatus,
+    Version,
     WriteKind,
 )
+from gimletd.notifications.notice import Notice, write_notice
 from gimletd.policy import deploy_matches
 from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store
 from gimletd.templating import resolve_manifest
@@ -56,6 +58,10 @@ MAX_BATCH = 25
 Renderer = Callable[[Manifest], dict[str, bytes]]
 #: The GitOps repository an environment is written to.
 RepoForEnv = Callable[[str], str]
+#: The notification targets that take a notice (none when notifications are off).
+TargetsFor = Callable[[Notice], list[str]]
+#: Queues the sending of stored (notice id, target) deliveries.
+SendDeliveries = Callable[[list[tuple[str, str]]], None]
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,35 @@ def plan_artifact(
     return plan
 
 
+def failure_notices(
+    failures: Sequence[FailedEnvironment],
+    kind: WriteKind,
+    *,
+    event_id: str,
+    triggered_by: str,
+    artifact: Artifact | None,
+    now: float,
+) -> list[Notice]:
+    """The notices of environments an event failed before writing anything (a missing variable)."""
+    notices = []
+    for failure in failures:
+        release = Release(
+            app=failure.app,
+            env=failure.env,
+            artifact_id=artifact.id if artifact is not None else "",
+            triggered_by=triggered_by,
+            version=artifact.version if artifact is not None else None,
+            gitops_repo=layout.public_repo_url(failure.gitops_repo),
+            event_id=event_id,
+        )
+        notice = write_notice(
+            kind, ResultStatus.FAILURE, release, commit="", desc=failure.reason, now=now
+        )
+        if notice is not None:
+            notices.append(notice)
+    return notices
+
+
 def plan_operation(
     kind: WriteKind,
     *,
@@ -214,6 +249,9 @@ class WriteReport:
     desc: str = ""
     hold: Hold | None = None
     lift_hold: bool = False
+    #: For the notice: the version a rollback restored or a delete removed, what it reverted.
+    version: Version | None = None
+    reverted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,6 +291,8 @@ def apply_queue(
     push_attempts: int,
     max_attempts: int,
     keep_alive: Callable[[], None] = lambda: None,
+    targets_for: TargetsFor = lambda _: [],
+    send: SendDeliveries = lambda _: None,
 ) -> QueueResult:
     """Commit every unfinished write of `env`, oldest first (I3). Call it under the env lock.
 
@@ -271,6 +311,10 @@ def apply_queue(
     attempt of each write in it: they are deferred and `WriteDeferred` raised, so
     the caller retries after the delay and later writes keep waiting behind them;
     after `max_attempts` a write is recorded as failed and the queue moves on.
+
+    Each outcome is recorded with its notice (see `write_notice`) for the
+    targets `targets_for` names, and `send` queues its deliveries at once, so
+    a drain that ends in `WriteDeferred` or `LockLost` leaves none to the sweep.
     """
     reports: list[WriteReport] = []
     waiting: list[int] = []
@@ -281,6 +325,18 @@ def apply_queue(
 
     def record(report: WriteReport) -> None:
         write = writes[report.write_id]
+        notice = write_notice(
+            write.kind,
+            report.status,
+            write.release,
+            commit=report.commit,
+            desc=report.desc,
+            now=time.time(),
+            version=report.version,
+            target_sha=write.target_sha,
+            reverted=report.reverted,
+        )
+        targets = targets_for(notice) if notice is not None else []
         with log_context(event_id=write.event_id, env=write.env, app=write.app):
             recorded = store.finish_write(
                 report.write_id,
@@ -289,6 +345,7 @@ def apply_queue(
                 desc=report.desc,
                 hold=report.hold,
                 lift_hold=report.lift_hold,
+                notices=[(notice, targets)] if notice is not None else [],
             )
             if not recorded:
                 return  # another worker recorded this write after our lock had expired
@@ -302,6 +359,8 @@ def apply_queue(
                 report.commit,
             )
         reports.append(report)
+        if notice is not None and targets:
+            send([(notice.id, target) for target in targets])
 
     def flush() -> None:
         if not batch:
@@ -418,6 +477,8 @@ class _Commit:
     message: str
     hold: Hold | None = None
     lift_hold: bool = False
+    version: Version | None = None
+    reverted: tuple[str, ...] = ()
 
 
 def _apply_batch(
@@ -518,8 +579,9 @@ def _pushed(write: GitopsWrite, planned: _Commit, status: ResultStatus, commit: 
     if hold is not None and write.kind is WriteKind.RELEASE:
         hold = hold.model_copy(update={"commit": commit})
     return WriteReport(
-        write.id, write.env, write.app, status, commit, hold=hold, lift_hold=planned.lift_hold
-    )
+        write.id, write.env, write.app, status, commit, hold=hold, lift_hold=planned.lift_hold,
+        version=planned.version, reverted=planned.reverted,
+    )  # fmt: skip
 
 
 def _plan_commit(
@@ -553,6 +615,7 @@ def _plan_commit(
             AppChange(write.env, write.app, None, {}),
             layout.delete_message(write.env, write.app, who, trailers),
             lift_hold=True,
+            version=_version_of(current.get(layout.RELEASE_FILE)),
         )
 
     if write.kind is WriteKind.ROLLBACK:
@@ -586,6 +649,8 @@ def _plan_commit(
             AppChange(write.env, write.app, restored, env_files),
             layout.rollback_message(write.env, write.app, target, reverted, who, trailers),
             hold=rollback_hold,
+            version=_version_of(restored.get(layout.RELEASE_FILE)),
+            reverted=tuple(reverted),
         )
 
     release = write.release
@@ -623,10 +688,21 @@ def _plan_commit(
 
 def _artifact_of(release_file: bytes | None) -> str | None:
     """The artifact id a `release.json` names, None when there is none or it is unreadable."""
+    release = _release_of(release_file)
+    return None if release is None else release.artifact_id
+
+
+def _version_of(release_file: bytes | None) -> Version | None:
+    """The source version a `release.json` names, None when there is none or it is unreadable."""
+    release = _release_of(release_file)
+    return None if release is None else release.version
+
+
+def _release_of(release_file: bytes | None) -> Release | None:
     if release_file is None:
         return None
     try:
-        return Release.model_validate_json(release_file).artifact_id
+        return Release.model_validate_json(release_file)
     except ValueError:
         return None
 

@@ -27,7 +27,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +62,7 @@ from gimletd.models import (
     POLICY_TRIGGER,
     Artifact,
     CleanupEvent,
+    DeliveryStatus,
     EnvLock,
     Event,
     EventStatus,
@@ -70,12 +71,14 @@ from gimletd.models import (
     GitopsHash,
     HistoryEntry,
     Hold,
+    NotificationStatus,
     Release,
     Result,
     ResultStatus,
     Version,
     WriteKind,
 )
+from gimletd.notifications.notice import Notice
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MAX_LIST_LIMIT = 1000
@@ -206,13 +209,63 @@ class IndexHeadRow(Base):
 
 
 class CommitStatusRow(Base):
-    """What Flux last reported about applying a GitOps commit."""
+    """What Flux last reported about applying a GitOps commit in one environment.
+
+    Per environment: when environments share a repository, each one's
+    Kustomization reports on the same branch head. `reported_at` is Flux's time
+    of the report, so a late duplicate never overwrites a newer status.
+    `implied_by` names the commit Flux reported when this one only took its
+    result (Flux skipped it); such a failure gives way to a later report.
+    """
 
     __tablename__ = "gitops_commit_statuses"
 
+    gitops_repo: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    env: Mapped[str] = mapped_column(String(256), primary_key=True)
     sha: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(64))
     status_desc: Mapped[str] = mapped_column(Text, default="")
+    updated: Mapped[float] = mapped_column(Float)
+    reported_at: Mapped[float] = mapped_column(Float, default=0.0)
+    implied_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class NotificationRow(Base):
+    """A notice to send, stored with the outcome it announces (the outbox of I6)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    env: Mapped[str] = mapped_column(String(256))
+    app: Mapped[str] = mapped_column(String(256))
+    created: Mapped[float] = mapped_column(Float)
+    notice: Mapped[str] = mapped_column(Text)
+
+
+class DeliveryRow(Base):
+    """The sending of one notice to one target: pending until sent or given up on.
+
+    `leased_until` is set while a worker sends it, so a retried task and one the
+    sweep queued never send it at the same time; `not_before` holds it back
+    until its retry delay is over.
+    """
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "target", name="uq_deliveries_target"),
+        Index("ix_deliveries_status", "status", "updated"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(ForeignKey("notifications.id"))
+    target: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    status_desc: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[float] = mapped_column(Float, default=0.0)
+    leased_until: Mapped[float] = mapped_column(Float, default=0.0)
     updated: Mapped[float] = mapped_column(Float)
 
 
@@ -424,6 +477,59 @@ class CleanupRecord:
 
     event: Event
     created: bool
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A notice on its way to a target, as the sending task sees it."""
+
+    notice: Notice
+    target: str
+    status: DeliveryStatus
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FluxStatus:
+    """What Flux said of a GitOps commit in one environment."""
+
+    status: str
+    desc: str
+    implied_by: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.status != FLUX_PROGRESSING
+
+
+@dataclass(frozen=True)
+class FluxChange:
+    """A GitOps commit whose Flux status a report changed, and the release it made there.
+
+    `release` is None for a commit that is not in the release index (it changed
+    no app, or the index has not read it).
+    """
+
+    commit: str
+    status: str
+    final: bool
+    release: Release | None
+    kind: WriteKind | None
+    created: int
+
+
+#: Notices to store, each with the targets that will get it.
+Notices = Sequence[tuple[Notice, Sequence[str]]]
+
+#: How early a retried delivery task may run before its `not_before` (clock and timer slack).
+DELIVERY_EARLY = 1.0
+
+#: Flux statuses that are not final: the commit may still be applied.
+FLUX_PROGRESSING = "Progressing"
+#: A GitOps commit in an environment: (gitops repo, env, sha).
+StatusKey = tuple[str, str, str]
+#: Flux's status of an applied commit.
+FLUX_APPLIED = "ReconciliationSucceeded"
 
 
 @dataclass(frozen=True)
@@ -685,6 +791,12 @@ class Store:
             raise NotFound(f"no event for artifact {artifact_id!r}")
         return self.event(event_id)
 
+    def event_with_key(self, dedupe_key: str) -> Event | None:
+        """The event stored with `dedupe_key`, None when there is none."""
+        with self.session() as session:
+            event_id = session.scalar(select(EventRow.id).where(EventRow.dedupe_key == dedupe_key))
+            return None if event_id is None else self._event(session, event_id)
+
     def claim_event(self, event_id: str) -> EventClaim | None:
         """Count one more attempt at an unfinished event; None when it is already terminal.
 
@@ -726,10 +838,12 @@ class Store:
         *,
         writes: Sequence[PlannedWrite],
         failures: Sequence[FailedEnvironment],
+        notices: Notices = (),
     ) -> list[tuple[str, str]]:
         """Record what an event will write; returns the (gitops repo, env) queues to drain.
 
-        Idempotent: a second call for a planned event changes nothing (I2).
+        `notices` (of the failures) are stored with the plan. Idempotent: a second
+        call for a planned event changes nothing (I2).
         """
         now = _now()
         with self.session() as session:
@@ -756,6 +870,7 @@ class Store:
                 session.add(failed)
             row.planned = True
             row.touched_at = now
+            _add_notices(session, notices)
             session.flush()
             _finish_if_done(session, row)
         return sorted({(write.gitops_repo, write.env) for write in writes})
@@ -781,6 +896,15 @@ class Store:
                     EventRow.planned.is_(False),
                 )
                 .values(status=EventStatus.ERROR.value, status_desc=reason, touched_at=_now())
+            )
+
+    def finish_event(self, event_id: str, desc: str) -> None:
+        """End an event that plans no writes (a Flux report) as processed, with `desc`."""
+        with self.session() as session:
+            session.execute(
+                update(EventRow)
+                .where(EventRow.id == event_id, EventRow.status == EventStatus.NEW.value)
+                .values(status=EventStatus.PROCESSED.value, status_desc=desc, touched_at=_now())
             )
 
     def note_event_problem(self, event_id: str, problem: str) -> None:
@@ -937,6 +1061,7 @@ class Store:
         desc: str = "",
         hold: Hold | None = None,
         lift_hold: bool = False,
+        notices: Notices = (),
     ) -> bool:
         """Record a write's outcome, and its event's when it was the last, in one transaction.
 
@@ -945,7 +1070,7 @@ class Store:
         event row is locked first, so two writes of one event finishing at once on
         PostgreSQL cannot both miss that the other is done. A `hold` placed (or the
         hold lifted) by the write lands in the same transaction, so a crash cannot
-        leave a rollback applied but unprotected.
+        leave a rollback applied but unprotected; so do the `notices` announcing it.
         """
         with self.session() as session:
             write = session.get(GitopsWriteRow, write_id)
@@ -971,6 +1096,7 @@ class Store:
                 _delete_hold(session, write.gitops_repo, write.env, write.app)
             if hold is not None:
                 session.add(_hold_row(write.gitops_repo, hold))
+            _add_notices(session, notices)
             if event is not None:
                 _finish_if_done(session, event)
             return True
@@ -1097,7 +1223,7 @@ class Store:
         with self.session() as session:
             rows = session.scalars(statement).all()
             holds = _holds(session, query.gitops_repo, query.env)
-            statuses = _commit_statuses(session, [row.commit_sha for row in rows])
+            statuses = _commit_statuses(session, [_status_key(row) for row in rows])
         return [_history_entry(row, holds, statuses) for row in rows]
 
     def live_releases(self, gitops_repo: str, env: str | None = None) -> list[HistoryEntry]:
@@ -1122,7 +1248,7 @@ class Store:
         with self.session() as session:
             rows = session.scalars(statement).all()
             holds = _holds(session, gitops_repo, env)
-            statuses = _commit_statuses(session, [row.commit_sha for row in rows])
+            statuses = _commit_statuses(session, [_status_key(row) for row in rows])
         return [_history_entry(row, holds, statuses, live=True) for row in rows]
 
     def indexed_release(
@@ -1172,16 +1298,172 @@ class Store:
                 )
             )
 
-    def record_commit_status(self, sha: str, status: str, desc: str = "") -> None:
-        """Remember what Flux last said about applying GitOps commit `sha` (shown in history)."""
+    def commits_awaiting_flux(self, gitops_repo: str, env: str, *, limit: int) -> list[str]:
+        """The newest `limit` release commits of `env` Flux may still apply, newest first.
+
+        Those without a final status, and those that only took the failure of a
+        later commit Flux reported on (its retry may apply them yet).
+        """
         with self.session() as session:
-            row = session.get(CommitStatusRow, sha)
-            if row is None:
-                session.add(
-                    CommitStatusRow(sha=sha, status=status, status_desc=desc, updated=_now())
+            settled = select(CommitStatusRow.sha).where(
+                CommitStatusRow.gitops_repo == ReleaseRow.gitops_repo,
+                CommitStatusRow.env == ReleaseRow.env,
+                CommitStatusRow.sha == ReleaseRow.commit_sha,
+                CommitStatusRow.status.not_in(("", FLUX_PROGRESSING)),
+                (CommitStatusRow.implied_by == "") | (CommitStatusRow.status == FLUX_APPLIED),
+            )
+            rows = session.scalars(
+                select(ReleaseRow.commit_sha)
+                .where(
+                    ReleaseRow.gitops_repo == gitops_repo,
+                    ReleaseRow.env == env,
+                    ~settled.exists(),
                 )
-                return
-            row.status, row.status_desc, row.updated = status, desc, _now()
+                .order_by(ReleaseRow.position.desc())
+                .limit(limit)
+            ).all()
+            return list(dict.fromkeys(rows))
+
+    def flux_status(self, gitops_repo: str, env: str, sha: str) -> FluxStatus | None:
+        """What Flux last said of commit `sha` in `env`; None before any report."""
+        with self.session() as session:
+            row = session.get(CommitStatusRow, (gitops_repo, env, sha))
+            if row is None or not row.status:
+                return None
+            return FluxStatus(row.status, row.status_desc, implied_by=row.implied_by)
+
+    def record_flux_statuses(
+        self,
+        gitops_repo: str,
+        env: str,
+        *,
+        commit: str,
+        status: str,
+        desc: str,
+        reported_at: float,
+        implied: Sequence[str] = (),
+        notices: Callable[[list[FluxChange]], Notices] = lambda _: (),
+    ) -> list[FluxChange]:
+        """Record Flux's status of `commit`, and give a final one to the `implied` commits too.
+
+        The reported commit takes the report unless a newer report is recorded
+        already, or it would turn a final status back into progress. Each implied
+        commit (one Flux applied along with `commit`) takes the same status unless
+        it has a final one of its own, or was applied already. The notices
+        `notices` builds from the commits whose status changed are stored in the
+        same transaction, so a duplicate report changes nothing and announces
+        nothing. Returns the changes.
+        """
+        final = status != FLUX_PROGRESSING
+        now = _now()
+        changed: list[str] = []
+        with self.session() as session:
+
+            def current(sha: str) -> CommitStatusRow:
+                blank = {"gitops_repo": gitops_repo, "env": env, "sha": sha, "status": "",
+                         "status_desc": "", "updated": now, "reported_at": 0.0,
+                         "implied_by": ""}  # fmt: skip
+                session.execute(_insert_ignoring_duplicates(session, CommitStatusRow).values(blank))
+                row = session.scalar(
+                    select(CommitStatusRow)
+                    .where(CommitStatusRow.gitops_repo == gitops_repo, CommitStatusRow.env == env,
+                           CommitStatusRow.sha == sha)
+                    .with_for_update()
+                )  # fmt: skip
+                assert row is not None
+                return row
+
+            def record(row: CommitStatusRow, new_status: str, new_desc: str, by: str) -> None:
+                if row.status != new_status:
+                    changed.append(row.sha)
+                row.status, row.status_desc, row.updated = new_status, new_desc, now
+                row.reported_at, row.implied_by = max(row.reported_at, reported_at), by
+
+            row = current(commit)
+            row_final = row.status not in ("", FLUX_PROGRESSING)
+            if reported_at >= row.reported_at and (final or not row_final):
+                record(row, status, desc, "")
+            if final:
+                for sha in implied:
+                    row = current(sha)
+                    own = row.status not in ("", FLUX_PROGRESSING) and not row.implied_by
+                    if not own and row.status != FLUX_APPLIED:
+                        record(row, status, f"applied with {commit}: {desc}", commit)
+            changes = _flux_changes(session, gitops_repo, env, changed, final=final)
+            _add_notices(session, notices(changes))
+            return changes
+
+    # -- notifications -------------------------------------------------------
+
+    def start_delivery(self, notice_id: str, target: str, *, lease: float) -> Delivery | None:
+        """Take a pending delivery for `lease` seconds, counting an attempt.
+
+        None when it is sent or given up on, another worker holds it, or its retry
+        delay is not over (a stale task: the task that deferred it queued another).
+        """
+        now = _now()
+        with self.session() as session:
+            taken = session.execute(
+                update(DeliveryRow)
+                .where(
+                    *_pending_delivery(notice_id, target),
+                    DeliveryRow.leased_until <= now,
+                    DeliveryRow.not_before <= now + DELIVERY_EARLY,
+                )
+                .values(attempts=DeliveryRow.attempts + 1, leased_until=now + lease, updated=now)
+            )
+            if _rowcount(taken) != 1:
+                return None
+            notice, attempts = session.execute(
+                select(NotificationRow.notice, DeliveryRow.attempts)
+                .join(DeliveryRow, DeliveryRow.notification_id == NotificationRow.id)
+                .where(NotificationRow.id == notice_id, DeliveryRow.target == target)
+            ).one()
+            return Delivery(
+                Notice.model_validate_json(notice), target, DeliveryStatus.PENDING, attempts
+            )
+
+    def finish_delivery(
+        self, notice_id: str, target: str, status: DeliveryStatus, desc: str = ""
+    ) -> None:
+        """Record that a pending delivery was sent, or given up on and why."""
+        with self.session() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(*_pending_delivery(notice_id, target))
+                .values(status=status.value, status_desc=desc, leased_until=0.0, updated=_now())
+            )
+
+    def defer_delivery(self, notice_id: str, target: str, *, until: float, problem: str) -> None:
+        """Keep a delivery pending until `until`, noting why the last attempt failed."""
+        with self.session() as session:
+            session.execute(
+                update(DeliveryRow)
+                .where(*_pending_delivery(notice_id, target))
+                .values(status_desc=problem, not_before=until, leased_until=0.0, updated=_now())
+            )
+
+    def stale_deliveries(self, *, older_than: float) -> list[tuple[str, str]]:
+        """Pending (notice id, target) deliveries untouched since `older_than` and due now.
+
+        Marks them touched, as `stale_events` does.
+        """
+        now = _now()
+        stale = (
+            DeliveryRow.status == DeliveryStatus.PENDING.value,
+            DeliveryRow.updated < older_than,
+            DeliveryRow.not_before <= now,
+            DeliveryRow.leased_until <= now,
+        )
+        with self.session() as session:
+            rows = session.execute(
+                select(DeliveryRow.notification_id, DeliveryRow.target)
+                .where(*stale)
+                .order_by(DeliveryRow.id)
+            ).all()
+            if rows:
+                session.execute(update(DeliveryRow).where(*stale).values(updated=now))
+            return [(notice_id, target) for notice_id, target in rows]
 
     # -- holds and environment locks ---------------------------------------------
 
@@ -1392,7 +1674,14 @@ class Store:
             select(GitopsWriteRow).where(GitopsWriteRow.event_id == event_id)
             .order_by(GitopsWriteRow.id)
         ).all()  # fmt: skip
-        return _event_from_rows(row, writes)
+        statuses = _commit_statuses(session, [_status_key(w) for w in writes if w.commit_sha])
+        deliveries = session.execute(
+            select(NotificationRow, DeliveryRow)
+            .join(DeliveryRow, DeliveryRow.notification_id == NotificationRow.id)
+            .where(NotificationRow.event_id == event_id)
+            .order_by(NotificationRow.created, DeliveryRow.id)
+        ).all()
+        return _event_from_rows(row, writes, statuses, [(n, d) for n, d in deliveries])
 
     # -- users ---------------------------------------------------------------
 
@@ -1552,7 +1841,16 @@ def _write_from_row(row: GitopsWriteRow) -> GitopsWrite:
     )
 
 
-def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
+def _event_from_rows(
+    row: EventRow,
+    writes: Sequence[GitopsWriteRow],
+    statuses: dict[StatusKey, CommitStatusRow],
+    deliveries: Sequence[tuple[NotificationRow, DeliveryRow]],
+) -> Event:
+    def flux(write: GitopsWriteRow) -> tuple[str, str]:
+        status = statuses.get(_status_key(write)) if write.commit_sha else None
+        return (status.status, status.status_desc) if status is not None else ("", "")
+
     results = [
         Result(
             app=w.app,
@@ -1560,6 +1858,8 @@ def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
             hash=w.commit_sha,
             status=ResultStatus(w.status),
             status_desc=w.status_desc,
+            gitops_commit_status=flux(w)[0],
+            gitops_commit_status_desc=flux(w)[1],
         )
         for w in writes
     ]
@@ -1579,11 +1879,29 @@ def _event_from_rows(row: EventRow, writes: Sequence[GitopsWriteRow]) -> Event:
         artifact_id=row.artifact_id,
         triggered_by=row.triggered_by,
         gitops_hashes=[
-            GitopsHash(hash=w.commit_sha, env=w.env, app=w.app)
+            GitopsHash(
+                hash=w.commit_sha,
+                env=w.env,
+                app=w.app,
+                status=flux(w)[0],
+                status_desc=flux(w)[1],
+            )
             for w in writes
             if w.commit_sha and w.status == ResultStatus.SUCCESS.value
         ],
         results=results,
+        notifications=[
+            NotificationStatus(
+                kind=notification.kind,
+                target=delivery.target,
+                env=notification.env,
+                app=notification.app,
+                status=DeliveryStatus(delivery.status),
+                status_desc=delivery.status_desc,
+                attempts=delivery.attempts,
+            )
+            for notification, delivery in deliveries
+        ],
     )
 
 
@@ -1625,7 +1943,7 @@ def _release_row_values(gitops_repo: str, entry: IndexEntry) -> dict[str, Any]:
 def _history_entry(
     row: ReleaseRow,
     holds: dict[tuple[str, str], Hold],
-    statuses: dict[str, CommitStatusRow],
+    statuses: dict[StatusKey, CommitStatusRow],
     *,
     live: bool = False,
 ) -> HistoryEntry:
@@ -1636,7 +1954,7 @@ def _history_entry(
     release = json.loads(row.release)
     hold = holds.get((row.env, row.app))
     protects = hold is not None and (live or hold.commit == row.commit_sha)
-    flux = statuses.get(row.commit_sha)
+    flux = statuses.get(_status_key(row))
     return HistoryEntry.model_validate(
         {
             **release,
@@ -1654,11 +1972,22 @@ def _history_entry(
     )
 
 
-def _commit_statuses(session: Session, shas: list[str]) -> dict[str, CommitStatusRow]:
-    if not shas:
+def _status_key(row: GitopsWriteRow | ReleaseRow) -> StatusKey:
+    """The key of the Flux status of the commit a write or release row made."""
+    return (row.gitops_repo, row.env, row.commit_sha)
+
+
+def _commit_statuses(
+    session: Session, commits: Collection[StatusKey]
+) -> dict[StatusKey, CommitStatusRow]:
+    """Flux's statuses of (gitops repo, env, sha) commits, by that key."""
+    if not commits:
         return {}
-    rows = session.scalars(select(CommitStatusRow).where(CommitStatusRow.sha.in_(shas)))
-    return {row.sha: row for row in rows}
+    rows = session.scalars(
+        select(CommitStatusRow).where(CommitStatusRow.sha.in_({sha for _, _, sha in commits}))
+    )
+    wanted = set(commits)
+    return {key: row for row in rows if (key := (row.gitops_repo, row.env, row.sha)) in wanted}
 
 
 def _holds(session: Session, gitops_repo: str, env: str | None) -> dict[tuple[str, str], Hold]:
@@ -1824,3 +2153,75 @@ def _cleanup_event_row(
         triggered_by=triggered_by,
         touched_at=now,
     )
+
+
+def _pending_delivery(notice_id: str, target: str) -> tuple[ColumnElement[bool], ...]:
+    """The conditions that select a delivery while it is pending."""
+    return (
+        DeliveryRow.notification_id == notice_id,
+        DeliveryRow.target == target,
+        DeliveryRow.status == DeliveryStatus.PENDING.value,
+    )
+
+
+def _add_notices(session: Session, notices: Notices) -> None:
+    """Store notices and a pending delivery per target; a notice with no target is dropped."""
+    now = _now()
+    for notice, targets in notices:
+        if not targets:
+            continue
+        session.add(
+            NotificationRow(
+                id=notice.id,
+                event_id=notice.event_id[:64],
+                kind=notice.kind.value,
+                env=notice.env[:256],
+                app=notice.app[:256],
+                created=now,
+                notice=notice.model_dump_json(by_alias=True),
+            )
+        )
+        session.flush()
+        session.add_all(
+            DeliveryRow(
+                notification_id=notice.id,
+                target=target,
+                status=DeliveryStatus.PENDING.value,
+                updated=now,
+            )
+            for target in targets
+        )
+
+
+def _flux_changes(
+    session: Session, gitops_repo: str, env: str, shas: list[str], *, final: bool
+) -> list[FluxChange]:
+    """The changes of `shas`: one per app each changed, or one without a release."""
+    if not shas:
+        return []
+    keys = [(gitops_repo, env, sha) for sha in shas]
+    statuses = {key[2]: row for key, row in _commit_statuses(session, keys).items()}
+    rows = session.scalars(
+        select(ReleaseRow)
+        .where(ReleaseRow.gitops_repo == gitops_repo, ReleaseRow.env == env,
+               ReleaseRow.commit_sha.in_(shas))
+        .order_by(ReleaseRow.position, ReleaseRow.app)
+    ).all()  # fmt: skip
+    changes = [
+        FluxChange(
+            commit=row.commit_sha,
+            status=statuses[row.commit_sha].status,
+            final=final,
+            release=Release.model_validate_json(row.release),
+            kind=WriteKind(row.kind),
+            created=row.created,
+        )
+        for row in rows
+    ]
+    indexed = {row.commit_sha for row in rows}
+    changes.extend(
+        FluxChange(sha, statuses[sha].status, final, None, None, int(statuses[sha].updated))
+        for sha in shas
+        if sha not in indexed
+    )
+    return changes

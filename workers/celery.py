@@ -35,6 +35,7 @@ app = Celery(
         "workers.events",
         "workers.gitops",
         "workers.history",
+        "workers.notify",
         "workers.sweep",
     ],
 )

@@ -4,7 +4,8 @@ An artifact event is matched against every environment's deploy policy; a
 release event renders the environments it names; rollback and delete events
 plan one write whose files are read from the GitOps repository when applied; a
 branch deletion or closed pull request plans a delete per preview app its
-artifacts' cleanup policies name.
+artifacts' cleanup policies name. A Flux report plans nothing: its statuses
+are recorded and announced.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from celery.exceptions import Retry
 
 from gimletd.cleanup import plan_cleanup
 from gimletd.errors import Conflict, StoreUnavailable, WriteDeferred
+from gimletd.flux import FluxReport, record_flux_report
+from gimletd.history import sync_index
 from gimletd.models import POLICY_TRIGGER, CleanupEvent, EventType, WriteKind
-from gimletd.release import Plan, Target, plan_artifact, plan_operation
+from gimletd.notifications.notice import Notice
+from gimletd.release import Plan, Target, failure_notices, plan_artifact, plan_operation
 from gimletd.store import EventClaim, Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.gitops import drain, drain_queue, queue_drains
+from workers.notify import notice_targets, send_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,9 @@ def process(self: Task, event_id: str) -> None:
     if claim.attempts > settings.max_attempts:
         store.fail_event(event_id, _gave_up(store, event_id, claim.attempts - 1))
         return
+    if claim.type is EventType.FLUX:
+        _record_flux_report(claim)
+        return
     try:
         plan = _plan(claim)
         if plan is None:
@@ -57,7 +65,11 @@ def process(self: Task, event_id: str) -> None:
         if plan.retryable and self.request.retries < CHART_FETCH_ATTEMPTS - 1:
             log.warning("event %s: %s; retrying", event_id, plan.retryable[0])
             raise self.retry(countdown=2 ** (self.request.retries + 1), exc=plan.retryable[0])
-        queues = store.plan_event(event_id, writes=plan.writes, failures=plan.failures)
+        notices = [(n, notice_targets(n)) for n in _failure_notices(claim, plan)]
+        queues = store.plan_event(
+            event_id, writes=plan.writes, failures=plan.failures, notices=notices
+        )
+        send_deliveries((n.id, target) for n, targets in notices for target in targets)
     except Conflict:
         # Another delivery of this event planned it at the same moment (SQLite has no
         # row locks); its writes are there, so only make sure they get drained.
@@ -117,6 +129,48 @@ def _plan(claim: EventClaim) -> Plan | None:
         forced=bool(request.get("force")),
     )
     return Plan(writes=[write])
+
+
+def _failure_notices(claim: EventClaim, plan: Plan) -> list[Notice]:
+    """The notices of the environments the plan failed, named as the writes would have been."""
+    if not plan.failures:
+        return []
+    kind, triggered_by = WriteKind.RELEASE, claim.triggered_by
+    if claim.type in (EventType.ARTIFACT, EventType.BRANCH_DELETED, EventType.PR_CLOSED):
+        triggered_by = POLICY_TRIGGER
+    if claim.type in (EventType.BRANCH_DELETED, EventType.PR_CLOSED, EventType.DELETE):
+        kind = WriteKind.DELETE
+    elif claim.type is EventType.ROLLBACK:
+        kind = WriteKind.ROLLBACK
+    return failure_notices(
+        plan.failures,
+        kind,
+        event_id=claim.id,
+        triggered_by=triggered_by,
+        artifact=claim.artifact,
+        now=time.time(),
+    )
+
+
+def _record_flux_report(claim: EventClaim) -> None:
+    """Record what Flux said, on the commit and the earlier ones it applied, and announce it.
+
+    The repository is fetched and its index synced first, so a commit pushed
+    moments ago is known. The event ends processed, describing what changed.
+    """
+    store, settings = context.store(), context.settings()
+    report = FluxReport.from_json(json.loads(claim.blob))
+    repo = context.gitops_repo(settings.gitops_repo_for(report.env))
+    sync_index(store, repo, repo.fetch())
+    recorded = record_flux_report(store, repo, report, targets_for=notice_targets)
+    send_deliveries(recorded.deliveries)
+    changed = sorted({change.commit[:12] for change in recorded.changes})
+    summary = f"{report.commit[:12]} in {report.env}: {report.status}"
+    if not recorded.changes:
+        summary += " (no change: already recorded, or a newer report is)"
+    elif changed != [report.commit[:12]]:
+        summary += f"; commits updated: {', '.join(changed)}"
+    store.finish_event(claim.id, summary)
 
 
 def _drain_now(gitops_repo: str, env: str) -> None:

@@ -16,6 +16,7 @@ from gimletd.release import apply_queue
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.locks import env_lock
+from workers.notify import notice_targets, send_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ def drain_queue(gitops_repo: str, env: str) -> Drained:
             push_attempts=settings.push_attempts,
             max_attempts=settings.max_attempts,
             keep_alive=lambda: _renew(lock, env),
+            targets_for=notice_targets,
+            send=send_deliveries,
         )
     except LockLost:
         log.warning("lost the gitops lock of %s; its new holder carries on", env)

@@ -312,6 +312,15 @@ class GitopsRepository:
         blob = self._repo[entry.id]
         return blob.data if isinstance(blob, pygit2.Blob) else None
 
+    def includes(self, commit: str, earlier: str) -> bool:
+        """Whether `earlier` is `commit` or one of its ancestors; False when either is unknown."""
+        with self._git_errors("read history"):
+            if commit not in self._repo or earlier not in self._repo:
+                return False
+            return commit == earlier or bool(
+                self._repo.descendant_of(pygit2.Oid(hex=commit), pygit2.Oid(hex=earlier))
+            )
+
     def find_commit(
         self, head: str, *, since: str | None, matches: Callable[[str], bool]
     ) -> str | None:

@@ -12,7 +12,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from gimletd.errors import Conflict, NotFound
-from gimletd.models import Artifact, EventStatus, Release, ResultStatus, WriteKind
+from gimletd.models import (
+    Artifact,
+    DeliveryStatus,
+    EventStatus,
+    EventType,
+    Release,
+    ResultStatus,
+    WriteKind,
+)
+from gimletd.notifications.notice import Notice, NoticeKind
 from gimletd.store import (
     ArtifactFilter,
     Base,
@@ -285,14 +294,17 @@ def test_the_release_index_is_recorded_once_and_moves_only_from_its_base(any_sto
         "repo", base=IndexHead(first, 1), head=IndexHead(second, 2), entries=entries
     )
     assert any_store.index_head("repo") == IndexHead(second, 2)
-    any_store.record_commit_status(second, "reconciling")
-    any_store.record_commit_status(second, "succeeded", "Applied revision main@sha1:22")
+    report = {"commit": second, "reported_at": 1.0}
+    any_store.record_flux_statuses("repo", "prod", status="Progressing", desc="", **report)
+    any_store.record_flux_statuses(
+        "repo", "prod", status="ReconciliationSucceeded", desc="finished in 2s", **report
+    )
     history = any_store.history(HistoryFilter(gitops_repo="repo", env="prod"))
     assert [(e.gitops_ref, e.flux_status) for e in history] == [
-        (second, "succeeded"),
+        (second, "ReconciliationSucceeded"),
         (first, None),
     ]
-    assert history[0].to_json()["fluxStatusDesc"] == "Applied revision main@sha1:22"
+    assert history[0].to_json()["fluxStatusDesc"] == "finished in 2s"
 
 
 def test_an_environment_is_locked_once(any_store: Store) -> None:
@@ -323,3 +335,29 @@ def test_processes_starting_at_once_create_one_admin(any_store: Store) -> None:
     assert results == [None] * 4
     user = any_store.user_by_token("the-token")
     assert user is not None and user.admin
+
+
+def test_a_delivery_is_sent_by_one_worker_at_a_time_and_not_before_its_delay(
+    any_store: Store,
+) -> None:
+    event = any_store.create_event(EventType.RELEASE, request={}, triggered_by="jane")
+    notice = Notice(kind=NoticeKind.FAILED, created=1, env="prod", app="web", event_id=event.id)
+    failure = FailedEnvironment("repo", "prod", "web", "no chart")
+    any_store.plan_event(event.id, writes=[], failures=[failure],
+                         notices=[(notice, ["slack", "github"])])  # fmt: skip
+    taken = any_store.start_delivery(notice.id, "slack", lease=30)
+    assert taken is not None and (taken.notice, taken.attempts) == (notice, 1)
+    # While one worker sends it, a second task for it (the sweep's) does nothing.
+    assert any_store.start_delivery(notice.id, "slack", lease=30) is None
+    any_store.defer_delivery(notice.id, "slack", until=time.time() + 60, problem="429")
+    assert any_store.start_delivery(notice.id, "slack", lease=30) is None  # not due yet
+    later = time.time() + 120
+    assert any_store.stale_deliveries(older_than=later) == [(notice.id, "github")]
+    any_store.defer_delivery(notice.id, "slack", until=0, problem="500")
+    again = any_store.start_delivery(notice.id, "slack", lease=30)
+    assert again is not None and again.attempts == 2
+    any_store.finish_delivery(notice.id, "slack", DeliveryStatus.SENT, "sent in 2 attempts")
+    assert any_store.start_delivery(notice.id, "slack", lease=30) is None
+    [slack, github] = any_store.event(event.id).notifications
+    assert (slack.target, slack.status, slack.attempts) == ("slack", DeliveryStatus.SENT, 2)
+    assert (github.target, github.status, github.attempts) == ("github", "pending", 0)
