@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from pytest_httpserver import HTTPServer
 
 from gimletd.models import Release, ResultStatus, Version, WriteKind
 from gimletd.notifications import discord, github, slack, webhook
@@ -21,6 +22,7 @@ from gimletd.notifications.delivery import (
     Verdict,
     retry_after,
     retry_delay,
+    send,
 )
 from gimletd.notifications.notice import Notice, NoticeKind, write_notice
 from gimletd.notifications.targets import configured_targets, request_for, targets_for
@@ -283,3 +285,23 @@ def test_settings_name_the_targets_and_refuse_incomplete_providers() -> None:
     ]:
         with pytest.raises(ValidationError, match=message):
             Settings(**broken)
+
+
+def test_a_discord_bot_posts_to_its_channel_with_its_token(httpserver: HTTPServer) -> None:
+    """The bot variant against a real HTTP server: path, `Bot` auth, Discord's user agent."""
+    settings = Settings(
+        NOTIFICATIONS_PROVIDER="discord",
+        DISCORD_TOKEN="bot-token\n",  # as read from a file: the newline is dropped
+        DISCORD_CHANNEL="290926798999357250",
+        DISCORD_API_URL=httpserver.url_for("/api/v10"),
+    )
+    httpserver.expect_request(
+        "/api/v10/channels/290926798999357250/messages",
+        method="POST",
+        headers={"Authorization": "Bot bot-token"},
+    ).respond_with_json({"id": "334385199974967042"})
+    reply = send(request_for("discord", notice(), settings), timeout=5)
+    assert discord.judge(reply).verdict is Verdict.SENT
+    [(request, _)] = httpserver.log
+    assert request.headers["User-Agent"].startswith("DiscordBot (")
+    assert request.get_json()["allowed_mentions"] == {"parse": []}
