@@ -9,7 +9,18 @@ import logging
 
 from flask import Flask
 
-from api import artifacts, cleanup, control, errors, events, flux, health, releases, webhooks
+from api import (
+    artifacts,
+    cleanup,
+    control,
+    errors,
+    events,
+    flux,
+    health,
+    releases,
+    users,
+    webhooks,
+)
 from api.enqueue import Enqueuer
 from api.services import Services
 from gimletd.logs import configure_logging
@@ -52,4 +63,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(cleanup.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(flux.blueprint)
+    app.register_blueprint(users.blueprint)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
-from api.auth import authenticate, current_user
+from api.auth import audit, authenticate, current_user
 from api.errors import ApiError
 from api.query import int_param, text_param, time_param
 from api.services import services
@@ -34,6 +34,12 @@ def save_artifact() -> tuple[Response, int]:
         artifact,
         triggered_by=current_user().login,
         poll_url=app_repo_url(artifact) if needs_branch_polling(artifact) else None,
+        audit=audit(
+            "artifact.push",
+            artifact.id,
+            repository=artifact.version.repository_name,
+            sha=artifact.version.sha,
+        ),
     )
     services().enqueuer.process_event(event.id)
     return jsonify({**stored.to_json(), "eventId": event.id}), 201

@@ -13,12 +13,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import Field
 
-from api.auth import authenticate, current_user
+from api.auth import audit, authenticate, current_user
 from api.errors import ApiError
 from api.query import json_body
 from api.services import services
 from gimletd.gitops.layout import public_repo_url
-from gimletd.models import CleanupEvent, Model, Name
+from gimletd.models import AuditEntry, CleanupEvent, Model, Name
 from gimletd.webhooks import CleanupReport
 
 blueprint = Blueprint("cleanup", __name__, url_prefix="/api")
@@ -47,7 +47,7 @@ def branch_deleted() -> tuple[Response, int]:
     """Report a deleted branch: its preview apps are cleaned up by their cleanup policies."""
     body = BranchDeletedRequest.model_validate_json(json_body())
     report = _report(CleanupEvent.BRANCH_DELETED, body)
-    return accept_cleanup_report(report, dedupe_key=_idempotency_key(report))
+    return accept_cleanup_report(report, dedupe_key=_idempotency_key(report), audit=_audit(report))
 
 
 @blueprint.post("/events/pr-closed")
@@ -55,7 +55,7 @@ def pr_closed() -> tuple[Response, int]:
     """Report a closed pull request, merged or not."""
     body = PrClosedRequest.model_validate_json(json_body())
     report = _report(CleanupEvent.PR_CLOSED, body, number=body.number, merged=body.merged)
-    return accept_cleanup_report(report, dedupe_key=_idempotency_key(report))
+    return accept_cleanup_report(report, dedupe_key=_idempotency_key(report), audit=_audit(report))
 
 
 @blueprint.get("/appRepos")
@@ -75,7 +75,9 @@ def app_repos() -> Response:
     )
 
 
-def accept_cleanup_report(report: CleanupReport, *, dedupe_key: str | None) -> tuple[Response, int]:
+def accept_cleanup_report(
+    report: CleanupReport, *, dedupe_key: str | None, audit: AuditEntry | None = None
+) -> tuple[Response, int]:
     """Store a report and enqueue its event: 202 with the event, or 200 for a repeated report.
 
     A repeated report (the same delivery or idempotency key, or a branch
@@ -89,11 +91,16 @@ def accept_cleanup_report(report: CleanupReport, *, dedupe_key: str | None) -> t
         triggered_by=report.triggered_by,
         detail=report.detail,
         dedupe_key=dedupe_key,
+        audit=audit,
     )
     if not record.created:
         return jsonify({**record.event.to_json(), "duplicate": True}), 200
     services().enqueuer.process_event(record.event.id)
     return jsonify(record.event.to_json()), 202
+
+
+def _audit(report: CleanupReport) -> AuditEntry:
+    return audit(f"report.{report.kind.value}", f"{report.repository} {report.branch}")
 
 
 def _report(kind: CleanupEvent, body: BranchDeletedRequest, **extra: Any) -> CleanupReport:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from pydantic import Field
 
-from api.auth import authenticate, current_user
+from api.auth import audit, authenticate, current_user, require_writer
 from api.errors import ApiError
 from api.query import checked_label, json_body, label_param, optional_label_param
 from api.releases import gitops_repo_of
@@ -45,8 +45,11 @@ def list_holds() -> Response:
 def lift_hold() -> Response:
     """Let policy deploys of env/app through again; those that waited are applied."""
     env, app = label_param("env"), label_param("app")
+    require_writer(env)
     gitops_repo = gitops_repo_of(env)
-    hold = services().store.lift_hold(gitops_repo, env, app)
+    hold = services().store.lift_hold(
+        gitops_repo, env, app, audit=audit("hold.lift", f"{env}/{app}")
+    )
     if hold is None:
         raise ApiError(404, f"{env}/{app} is not held")
     services().enqueuer.drain(gitops_repo, env)
@@ -70,6 +73,7 @@ def lock_env() -> tuple[Response, int]:
     """
     body = LockRequest.model_validate_json(json_body())
     env = checked_label(body.env, "env", status=422)
+    require_writer(env)
     store = services().store
     gitops_repo = gitops_repo_of(env)
     existing = store.env_lock(gitops_repo, env)
@@ -79,7 +83,13 @@ def lock_env() -> tuple[Response, int]:
             f"{env} is already locked by {existing.locked_by}: {existing.reason}",
             lock=existing.to_json(),
         )
-    lock = store.lock_env(gitops_repo, env, reason=body.reason, locked_by=current_user().login)
+    lock = store.lock_env(
+        gitops_repo,
+        env,
+        reason=body.reason,
+        locked_by=current_user().login,
+        audit=audit("lock", env, reason=body.reason),
+    )
     return jsonify(lock.to_json()), 201
 
 
@@ -87,8 +97,9 @@ def lock_env() -> tuple[Response, int]:
 def unlock_env() -> Response:
     """Lift an environment's lock; what waited is applied in order."""
     env = label_param("env")
+    require_writer(env)
     gitops_repo = gitops_repo_of(env)
-    lock = services().store.unlock_env(gitops_repo, env)
+    lock = services().store.unlock_env(gitops_repo, env, audit=audit("unlock", env))
     if lock is None:
         raise ApiError(404, f"{env} is not locked")
     services().enqueuer.drain(gitops_repo, env)

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from pydantic import Field, StrictBool
 
-from api.auth import authenticate, current_user
+from api.auth import audit, authenticate, current_user, require_writer
 from api.errors import ApiError, Unavailable
 from api.query import (
     bool_param,
@@ -56,6 +56,7 @@ def release() -> tuple[Response, int]:
     body = ReleaseRequest.model_validate_json(json_body())
     env = checked_label(body.env, "env", status=422)
     app = checked_label(body.app, "app", status=422) if body.app else None
+    require_writer(env)
     artifact = services().store.artifact(body.artifact_id)
     targets = release_targets(artifact)
     if not any(t_env == env and app in (None, t_app) for t_env, t_app in targets):
@@ -74,6 +75,7 @@ def release() -> tuple[Response, int]:
         request=request_blob,
         triggered_by=current_user().login,
         artifact_id=artifact.id,
+        audit=audit("release", f"{env}/{app or '*'}", artifactId=artifact.id, force=body.force),
     )
     return _accepted(event)
 
@@ -86,6 +88,7 @@ def rollback() -> tuple[Response, int]:
     :raise 423: when the environment is locked (an admin may pass `force`).
     """
     env, app = _env_and_app()
+    require_writer(env)
     sha = (text_param("sha", max_length=64) or "").lower()
     if len(sha) not in SHA_LENGTHS or any(c not in "0123456789abcdef" for c in sha):
         raise ApiError(400, "query parameter 'sha' must be a full commit sha")
@@ -107,6 +110,7 @@ def rollback() -> tuple[Response, int]:
             "env": env, "app": app, "sha": sha, "artifactId": target.artifact_id, "force": force,
         },
         triggered_by=current_user().login,
+        audit=audit("rollback", f"{env}/{app}", sha=sha, force=force),
     )  # fmt: skip
     return _accepted(event)
 
@@ -119,6 +123,7 @@ def delete() -> tuple[Response, int]:
     :raise 423: when the environment is locked (an admin may pass `force`).
     """
     env, app = _env_and_app()
+    require_writer(env)
     gitops_repo = gitops_repo_of(env)
     _require_index(gitops_repo)
     live = {entry.app for entry in services().store.live_releases(gitops_repo, env)}
@@ -130,6 +135,7 @@ def delete() -> tuple[Response, int]:
         EventType.DELETE,
         request={"env": env, "app": app, "force": force},
         triggered_by=current_user().login,
+        audit=audit("delete", f"{env}/{app}", force=force),
     )
     return _accepted(event)
 

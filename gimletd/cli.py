@@ -7,6 +7,7 @@ by module name, so this core package never imports Flask or Celery.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import secrets
 import shutil
@@ -21,7 +22,10 @@ from urllib.parse import urlsplit
 
 import click
 
+from gimletd.durations import parse_duration
+from gimletd.errors import Conflict, NotFound
 from gimletd.gitops.repository import init_bare
+from gimletd.models import AuditEntry, Role, check_dns_label
 from gimletd.settings import Settings
 from gimletd.store import Store
 
@@ -68,6 +72,101 @@ def migrate() -> None:
     store.migrate()
     store.close()
     click.echo("database schema is up to date")
+
+
+@main.group()
+def user() -> None:
+    """Manage users and their tokens directly in the database (for bootstrapping)."""
+
+
+@user.command("create")
+@click.argument("login")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default=Role.USER.value,
+    show_default=True,
+    help="admin, ci (push and read) or user (also release).",
+)
+@click.option("--env", "envs", multiple=True, help="An environment a user may write to (repeat).")
+@click.option("--expires-in", default=None, help="Token lifetime such as 90d; never by default.")
+def user_create(login: str, role: str, envs: tuple[str, ...], expires_in: str | None) -> None:
+    """Create a user and print its token, the only time it is shown."""
+    for env in envs:
+        check_dns_label(env, "--env")
+    if envs and role != Role.USER.value:
+        raise click.UsageError(f"--env limits a user; a {role} token has no such list")
+    with _store() as store:
+        created, token = store.create_user(
+            login,
+            role=Role(role),
+            envs=list(envs) or None,
+            expires_at=_expiry(expires_in),
+            audit=_cli_audit("user.create", login),
+        )
+    click.echo(f"created {created.login} ({created.role.value}); its token, shown once:")
+    click.echo(token)
+
+
+@user.command("list")
+def user_list() -> None:
+    """List users: login, role, environments, token expiry."""
+    with _store() as store:
+        for found in store.users():
+            envs = ",".join(found.envs) if found.envs is not None else "*"
+            expires = "never"
+            if found.expires_at is not None:
+                expires = time.strftime("%Y-%m-%d", time.gmtime(found.expires_at))
+            click.echo(f"{found.login}\t{found.role.value}\t{envs}\texpires {expires}")
+
+
+@user.command("delete")
+@click.argument("login")
+def user_delete(login: str) -> None:
+    """Delete a user, revoking its token."""
+    with _store() as store:
+        store.delete_user(login, audit=_cli_audit("user.delete", login))
+    click.echo(f"deleted {login}")
+
+
+@user.command("rotate-token")
+@click.argument("login")
+@click.option("--expires-in", default=None, help="Token lifetime such as 90d; never by default.")
+def user_rotate_token(login: str, expires_in: str | None) -> None:
+    """Give a user a new token (the old one stops working) and print it once."""
+    with _store() as store:
+        _, token = store.rotate_token(
+            login, expires_at=_expiry(expires_in), audit=_cli_audit("user.rotate", login)
+        )
+    click.echo(token)
+
+
+@contextlib.contextmanager
+def _store() -> Iterator[Store]:
+    """The store of the configured database, migrated; errors become click's messages."""
+    store = Store(Settings().resolved_database_url)
+    try:
+        store.migrate()
+        yield store
+    except (NotFound, Conflict) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+
+
+def _expiry(expires_in: str | None) -> int | None:
+    if expires_in is None:
+        return None
+    try:
+        return int(time.time() + parse_duration(expires_in))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expires-in") from None
+
+
+def _cli_audit(action: str, target: str) -> AuditEntry:
+    """Who ran the command: the operating-system user, on this machine."""
+    login = f"cli:{getpass.getuser()}"
+    return AuditEntry(at=time.time(), login=login, address="local", action=action, target=target)
 
 
 @main.command()

@@ -374,3 +374,53 @@ class HistoryEntry(Release):
     hold: Hold | None = None
     flux_status: str | None = Field(default=None, alias="fluxStatus")
     flux_status_desc: str | None = Field(default=None, alias="fluxStatusDesc")
+
+
+class Role(enum.StrEnum):
+    """What a token may do.
+
+    `ci` pushes artifacts, reports deleted branches and reads: what a pipeline
+    gets. `user` may also release, roll back, delete, lock and lift holds, in
+    the environments of its allow-list (all of them without one). `admin` may
+    do everything, manage users, read the audit trail and force through locks.
+    """
+
+    ADMIN = "admin"
+    CI = "ci"
+    USER = "user"
+
+
+class UserInfo(Model):
+    """A user as the API shows it: never its token, only when the token was issued."""
+
+    login: str
+    role: Role
+    #: The environments a `user` may write to; None for every one.
+    envs: list[str] | None = None
+    created: int
+    token_issued: int = Field(alias="tokenIssued")
+    #: When the token stops working (Unix seconds); None for never.
+    expires_at: int | None = Field(default=None, alias="expiresAt")
+
+    @property
+    def admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def may_write(self, env: str) -> bool:
+        """Whether the user may release, roll back, delete, lock or lift holds in `env`."""
+        if self.role is Role.ADMIN:
+            return True
+        return self.role is Role.USER and (self.envs is None or env in self.envs)
+
+
+class AuditEntry(Model):
+    """One write someone made through the API: who, when, from where, and what."""
+
+    id: int = 0
+    at: float
+    login: str
+    address: str = ""
+    action: str
+    target: str = ""
+    detail: dict[str, Any] = Field(default_factory=dict)
+    event_id: str = Field(default="", alias="eventId")

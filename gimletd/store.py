@@ -61,6 +61,7 @@ from gimletd.gitops.layout import public_repo_url
 from gimletd.models import (
     POLICY_TRIGGER,
     Artifact,
+    AuditEntry,
     CleanupEvent,
     DeliveryStatus,
     EnvLock,
@@ -75,6 +76,8 @@ from gimletd.models import (
     Release,
     Result,
     ResultStatus,
+    Role,
+    UserInfo,
     Version,
     WriteKind,
 )
@@ -330,13 +333,35 @@ class BranchRow(Base):
 
 
 class UserRow(Base):
+    """A user: its role, the environments it may write to, and its token's hash."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     login: Mapped[str] = mapped_column(String(256), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
+    #: A JSON list of environments; "" for every environment.
+    envs: Mapped[str] = mapped_column(Text, default="")
     created: Mapped[int] = mapped_column(BigInteger)
+    token_issued: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class AuditRow(Base):
+    """The audit trail: every write made through the API, in the transaction of the write."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_login", "login", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    login: Mapped[str] = mapped_column(String(256))
+    address: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str] = mapped_column(String(1024), default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    event_id: Mapped[str] = mapped_column(String(64), default="")
 
 
 @dataclass(frozen=True)
@@ -532,10 +557,8 @@ StatusKey = tuple[str, str, str]
 FLUX_APPLIED = "ReconciliationSucceeded"
 
 
-@dataclass(frozen=True)
-class User:
-    login: str
-    admin: bool
+#: What the API shows of a user (and what a request runs as).
+User = UserInfo
 
 
 def hash_token(token: str) -> str:
@@ -630,7 +653,12 @@ class Store:
     # -- artifacts and their events ------------------------------------------
 
     def create_artifact(
-        self, artifact: Artifact, *, triggered_by: str, poll_url: str | None = None
+        self,
+        artifact: Artifact,
+        *,
+        triggered_by: str,
+        poll_url: str | None = None,
+        audit: AuditEntry | None = None,
     ) -> tuple[Artifact, Event]:
         """Store an artifact and the event that will release it, in one transaction (I1).
 
@@ -677,6 +705,7 @@ class Store:
             )
             session.add(event_row)
             _note_branch(session, repository, version)
+            _audit(session, audit, event_row.id, target=stored.id)
             if poll_url is not None:
                 _register_app_repo(session, repository, poll_url)
         return stored, self.event(event_row.id)
@@ -689,6 +718,7 @@ class Store:
         triggered_by: str,
         artifact_id: str = "",
         dedupe_key: str | None = None,
+        audit: AuditEntry | None = None,
     ) -> Event:
         """Store a release, rollback or delete asked for through the API or by a policy (I1).
 
@@ -729,6 +759,7 @@ class Store:
                 **columns,
             )
             session.add(row)
+            _audit(session, audit, row.id)
         return self.event(row.id)
 
     def artifact_accepted_at(self, artifact_id: str) -> float | None:
@@ -1481,17 +1512,29 @@ class Store:
             _delete_hold(session, gitops_repo, hold.env, hold.app)
             session.add(_hold_row(gitops_repo, hold))
 
-    def lift_hold(self, gitops_repo: str, env: str, app: str) -> Hold | None:
+    def lift_hold(
+        self, gitops_repo: str, env: str, app: str, *, audit: AuditEntry | None = None
+    ) -> Hold | None:
         """Remove the hold on env/app; returns it, or None when there was none."""
         with self.session() as session:
             found = _holds(session, gitops_repo, env).get((env, app))
             if found is not None:
                 _delete_hold(session, gitops_repo, env, app)
+                _audit(session, audit)
             return found
 
-    def lock_env(self, gitops_repo: str, env: str, *, reason: str, locked_by: str) -> EnvLock:
+    def lock_env(
+        self,
+        gitops_repo: str,
+        env: str,
+        *,
+        reason: str,
+        locked_by: str,
+        audit: AuditEntry | None = None,
+    ) -> EnvLock:
         """Freeze an environment. :raise Conflict: when it is locked already."""
         with self.session() as session:
+            _audit(session, audit)
             row = EnvLockRow(
                 gitops_repo=gitops_repo,
                 env=env,
@@ -1503,7 +1546,9 @@ class Store:
             session.flush()
             return _env_lock(row)
 
-    def unlock_env(self, gitops_repo: str, env: str) -> EnvLock | None:
+    def unlock_env(
+        self, gitops_repo: str, env: str, *, audit: AuditEntry | None = None
+    ) -> EnvLock | None:
         """Lift an environment's lock; returns it, or None when it was not locked."""
         with self.session() as session:
             row = session.scalar(
@@ -1514,6 +1559,7 @@ class Store:
             if row is None:
                 return None
             session.delete(row)
+            _audit(session, audit)
             return _env_lock(row)
 
     def env_lock(self, gitops_repo: str, env: str) -> EnvLock | None:
@@ -1545,6 +1591,7 @@ class Store:
         triggered_by: str,
         detail: dict[str, Any],
         dedupe_key: str | None = None,
+        audit: AuditEntry | None = None,
     ) -> CleanupRecord:
         """Store a reported branch deletion or pull request close, once (I1).
 
@@ -1569,6 +1616,7 @@ class Store:
                     return CleanupRecord(self._event(session, first), created=False)
             session.add(row)
             session.flush()
+            _audit(session, audit, row.id)
             return CleanupRecord(self._event(session, row.id), created=True)
 
         for _ in range(2):  # a second try reads what a concurrent duplicate stored
@@ -1693,42 +1741,133 @@ class Store:
         start at once (gunicorn's workers): the one that loses the race to create the
         admin returns None, and its token is the winner's.
         """
+        now = int(_now())
         try:
             with self.session() as session:
                 row = session.scalar(select(UserRow).where(UserRow.login == ADMIN_LOGIN))
                 if row is not None:
-                    if token is not None:
-                        row.token_hash = hash_token(token)
+                    if token is not None and row.token_hash != hash_token(token):
+                        row.token_hash, row.token_issued = hash_token(token), now
                     return None
                 issued = token or new_token()
                 session.add(
-                    UserRow(
-                        login=ADMIN_LOGIN,
-                        token_hash=hash_token(issued),
-                        admin=True,
-                        created=int(_now()),
-                    )
-                )
+                    UserRow(login=ADMIN_LOGIN, token_hash=hash_token(issued),
+                            role=Role.ADMIN.value, created=now, token_issued=now)
+                )  # fmt: skip
         except Conflict:
             return None  # another process created the admin at the same moment
         return issued if token is None else None
 
-    def create_user(self, login: str, *, admin: bool = False) -> str:
-        """Create a user and return its token, the only time it is known in the clear.
+    def create_user(
+        self,
+        login: str,
+        *,
+        role: Role = Role.USER,
+        envs: Sequence[str] | None = None,
+        expires_at: int | None = None,
+        audit: AuditEntry | None = None,
+    ) -> tuple[UserInfo, str]:
+        """Create a user; returns it and its token, the only time the token is known in clear.
 
         :raise Conflict: when the login is taken.
         """
+        token, now = new_token(), int(_now())
+        with self.session() as session:
+            row = UserRow(
+                login=login,
+                token_hash=hash_token(token),
+                role=role.value,
+                envs="" if envs is None else json.dumps(sorted(set(envs))),
+                created=now,
+                token_issued=now,
+                expires_at=expires_at,
+            )
+            session.add(row)
+            session.flush()
+            _audit(session, audit)
+            return _user(row), token
+
+    def users(self) -> list[UserInfo]:
+        with self.session() as session:
+            return [_user(row) for row in session.scalars(select(UserRow).order_by(UserRow.login))]
+
+    def user(self, login: str) -> UserInfo:
+        """:raise NotFound: for an unknown login."""
+        with self.session() as session:
+            return _user(_user_row(session, login))
+
+    def delete_user(self, login: str, *, audit: AuditEntry | None = None) -> UserInfo:
+        """Delete a user, and with it its token.
+
+        :raise NotFound: for an unknown login.
+        :raise Conflict: for the last admin, whose loss would leave nobody to manage users.
+        """
+        with self.session() as session:
+            row = _user_row(session, login)
+            if row.role == Role.ADMIN.value:
+                admins = session.scalar(
+                    select(func.count()).select_from(UserRow).where(UserRow.role == row.role)
+                )
+                if admins == 1:
+                    raise Conflict(f"{login} is the last admin: create another admin first")
+            session.delete(row)
+            _audit(session, audit)
+            return _user(row)
+
+    def rotate_token(
+        self, login: str, *, expires_at: int | None = None, audit: AuditEntry | None = None
+    ) -> tuple[UserInfo, str]:
+        """Give a user a new token (the old one stops working at once); returns it once.
+
+        :raise NotFound: for an unknown login.
+        """
         token = new_token()
         with self.session() as session:
-            session.add(
-                UserRow(login=login, token_hash=hash_token(token), admin=admin, created=int(_now()))
-            )
-        return token
+            row = _user_row(session, login)
+            row.token_hash, row.token_issued = hash_token(token), int(_now())
+            row.expires_at = expires_at
+            _audit(session, audit)
+            return _user(row), token
 
-    def user_by_token(self, token: str) -> User | None:
+    def user_by_token(self, token: str, *, now: float | None = None) -> UserInfo | None:
+        """The user a token belongs to; None for an unknown or expired token.
+
+        The token is looked up by its SHA-256, so the lookup's timing says nothing
+        about the token itself.
+        """
+        now = _now() if now is None else now
         with self.session() as session:
             row = session.scalar(select(UserRow).where(UserRow.token_hash == hash_token(token)))
-            return None if row is None else User(login=row.login, admin=row.admin)
+            if row is None or (row.expires_at is not None and row.expires_at <= now):
+                return None
+            return _user(row)
+
+    # -- the audit trail -------------------------------------------------------
+
+    def record_audit(self, entry: AuditEntry) -> None:
+        """Record a write that changed nothing stored (say, a queue drain asked for)."""
+        with self.session() as session:
+            _audit(session, entry)
+
+    def audit_entries(
+        self,
+        *,
+        limit: int = DEFAULT_LIST_LIMIT,
+        offset: int = 0,
+        login: str | None = None,
+        action: str | None = None,
+    ) -> list[AuditEntry]:
+        """The audit trail, newest first."""
+        statement = select(AuditRow)
+        if login is not None:
+            statement = statement.where(AuditRow.login == login)
+        if action is not None:
+            statement = statement.where(AuditRow.action == action)
+        statement = (
+            statement.order_by(AuditRow.id.desc()).limit(min(limit, MAX_LIST_LIMIT)).offset(offset)
+        )
+        with self.session() as session:
+            return [_audit_entry(row) for row in session.scalars(statement)]
 
 
 def _make_engine(url: str) -> Engine:
@@ -2225,3 +2364,56 @@ def _flux_changes(
         if sha not in indexed
     )
     return changes
+
+
+def _audit(
+    session: Session, entry: AuditEntry | None, event_id: str = "", *, target: str = ""
+) -> None:
+    """Add `entry` to the audit trail in the session's transaction (nothing when None).
+
+    `event_id` and `target` fill in what the caller could not know before the write.
+    """
+    if entry is None:
+        return
+    session.add(
+        AuditRow(
+            at=entry.at,
+            login=entry.login[:256],
+            address=entry.address[:64],
+            action=entry.action[:32],
+            target=(entry.target or target)[:1024],
+            detail=json.dumps(entry.detail),
+            event_id=(entry.event_id or event_id)[:64],
+        )
+    )
+
+
+def _audit_entry(row: AuditRow) -> AuditEntry:
+    return AuditEntry(
+        id=row.id,
+        at=row.at,
+        login=row.login,
+        address=row.address,
+        action=row.action,
+        target=row.target,
+        detail=json.loads(row.detail),
+        event_id=row.event_id,
+    )
+
+
+def _user_row(session: Session, login: str) -> UserRow:
+    row = session.scalar(select(UserRow).where(UserRow.login == login))
+    if row is None:
+        raise NotFound(f"user {login!r} does not exist")
+    return row
+
+
+def _user(row: UserRow) -> UserInfo:
+    return UserInfo(
+        login=row.login,
+        role=Role(row.role),
+        envs=json.loads(row.envs) if row.envs else None,
+        created=row.created,
+        token_issued=row.token_issued,
+        expires_at=row.expires_at,
+    )

@@ -48,7 +48,7 @@ def indexed(store: Store, settings: Settings, tmp_path: Path) -> GitopsRepositor
 
 @pytest.fixture
 def user(store: Store) -> dict[str, str]:
-    return {"Authorization": f"Bearer {store.create_user('alice')}"}
+    return {"Authorization": f"Bearer {store.create_user('alice')[1]}"}
 
 
 def release(client: FlaskClient, body: Any, headers: dict[str, str] = ADMIN) -> Any:
