@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import (
     artifacts,
@@ -17,6 +18,7 @@ from api import (
     events,
     flux,
     health,
+    openapi,
     releases,
     users,
     webhooks,
@@ -36,6 +38,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(development=settings.development)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    if settings.trusted_proxies:
+        # The audit names the caller's address, not the ingress's.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     store = Store(settings.resolved_database_url)
@@ -64,4 +69,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(flux.blueprint)
     app.register_blueprint(users.blueprint)
+    app.register_blueprint(openapi.blueprint)
     return app

@@ -44,7 +44,7 @@ _REVISION = re.compile(r"(?:sha1:|/|^)(?P<sha>[0-9a-f]{40})$")
 AWAITING_LIMIT = 500
 
 
-class _FluxEvent(BaseModel):
+class FluxEventBody(BaseModel):
     """The fields of Flux's `Event` that are used; the rest is accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
@@ -93,7 +93,7 @@ def read_flux_event(body: bytes, env: str, *, now: float) -> FluxReport | Ignore
     :raise InputError: when the body is not a Flux event.
     """
     try:
-        event = _FluxEvent.model_validate_json(body)
+        event = FluxEventBody.model_validate_json(body)
     except ValidationError as exc:
         raise InputError(f"not a Flux event: {exc.errors()[0]['msg']}") from None
     revision = _revision(event.metadata)
@@ -134,7 +134,7 @@ def _metadata(metadata: dict[str, str], key: str) -> str:
     )
 
 
-def _status(event: _FluxEvent) -> tuple[str, str]:
+def _status(event: FluxEventBody) -> tuple[str, str]:
     """The Go-compatible status and its description.
 
     An error is final: its reason when that names a failure, else

@@ -25,6 +25,12 @@ TEMPLATE_MARK = "{{"
 #: `triggeredBy` of a release made by a deploy policy rather than by a person.
 POLICY_TRIGGER = "policy"
 
+#: Most CI variables, items or patches an artifact may carry (JSON nesting is limited by
+#: the parser, and the whole body by MAX_BODY_BYTES).
+MAX_ENTRIES = 1000
+#: Most environment configs one artifact may carry.
+MAX_ENVIRONMENTS = 200
+
 #: No NUL characters: PostgreSQL cannot store them and no legitimate value has one.
 _NO_NUL = r"^[^\x00]*$"
 #: Names stored in indexed columns (repository, branch, tag): at most 512 characters.
@@ -172,7 +178,9 @@ class Manifest(Model):
     chart: Chart | None = None
     values: dict[str, Any] = Field(default_factory=dict)
     strategic_merge_patches: LongText = Field(default="", alias="strategicMergePatches")
-    json6902_patches: list[Json6902Patch] = Field(default_factory=list, alias="json6902Patches")
+    json6902_patches: list[Json6902Patch] = Field(
+        default_factory=list, alias="json6902Patches", max_length=MAX_ENTRIES
+    )
     manifests: LongText = ""
 
     @field_validator("app")
@@ -204,9 +212,9 @@ class Artifact(Model):
     id: ShortText = ""
     created: int | None = None
     version: Version = Field(default_factory=Version)
-    context: dict[ShortText, LongText] = Field(default_factory=dict)
-    environments: list[Manifest] = Field(default_factory=list)
-    items: list[dict[str, Any]] = Field(default_factory=list)
+    context: dict[ShortText, LongText] = Field(default_factory=dict, max_length=MAX_ENTRIES)
+    environments: list[Manifest] = Field(default_factory=list, max_length=MAX_ENVIRONMENTS)
+    items: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ENTRIES)
 
 
 class Release(Model):
@@ -300,6 +308,27 @@ class GitopsHash(Model):
     app: str = ""
 
 
+class DeliveryStatus(enum.StrEnum):
+    """Where the sending of a notice to one target is."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # given up on; `statusDesc` says why
+    SKIPPED = "skipped"  # not sent, as it would undo a newer message; `statusDesc` says why
+
+
+class NotificationStatus(Model):
+    """A notification of an event, to one target, and whether it got there."""
+
+    kind: str
+    target: str
+    env: str
+    app: str = ""
+    status: DeliveryStatus
+    status_desc: str = Field(default="", alias="statusDesc")
+    attempts: int = 0
+
+
 class Event(Model):
     """An accepted request for work, with the artifact's fields denormalised for queries."""
 
@@ -320,27 +349,6 @@ class Event(Model):
     gitops_hashes: list[GitopsHash] = Field(default_factory=list, alias="gitopsHashes")
     results: list[Result] = Field(default_factory=list)
     notifications: list[NotificationStatus] = Field(default_factory=list)
-
-
-class DeliveryStatus(enum.StrEnum):
-    """Where the sending of a notice to one target is."""
-
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"  # given up on; `statusDesc` says why
-    SKIPPED = "skipped"  # not sent, as it would undo a newer message; `statusDesc` says why
-
-
-class NotificationStatus(Model):
-    """A notification of an event, to one target, and whether it got there."""
-
-    kind: str
-    target: str
-    env: str
-    app: str = ""
-    status: DeliveryStatus
-    status_desc: str = Field(default="", alias="statusDesc")
-    attempts: int = 0
 
 
 class Hold(Model):
