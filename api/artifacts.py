@@ -9,11 +9,13 @@ from api.auth import audit, authenticate, current_user
 from api.errors import ApiError
 from api.query import int_param, text_param, time_param
 from api.services import services
+from gimletd import yamlsafe
 from gimletd.app_repos import app_repo_url, needs_branch_polling
-from gimletd.errors import PolicyError
+from gimletd.errors import PolicyError, TemplateError, UnsafeYAML
 from gimletd.models import Artifact, GitEvent
 from gimletd.policy import check_cleanup_policy, check_deploy_policy
 from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ArtifactFilter
+from gimletd.templating import check_manifest_templates
 
 blueprint = Blueprint("artifacts", __name__, url_prefix="/api")
 blueprint.before_request(authenticate)
@@ -67,7 +69,15 @@ def parse_artifact(body: bytes) -> Artifact:
         try:
             check_deploy_policy(manifest.deploy)
             check_cleanup_policy(manifest.cleanup)
-        except PolicyError as exc:
+            check_manifest_templates(manifest)
+            for field, text in (
+                ("manifests", manifest.manifests),
+                ("strategicMergePatches", manifest.strategic_merge_patches),
+            ):
+                yamlsafe.check_template_source(text, what=field)
+            for n, patch in enumerate(manifest.json6902_patches):
+                yamlsafe.check_template_source(patch.patch, what=f"json6902Patches[{n}].patch")
+        except (PolicyError, TemplateError, UnsafeYAML) as exc:
             raise ApiError(422, f"{where}: {exc}") from exc
     return artifact
 

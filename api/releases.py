@@ -145,7 +145,6 @@ def history() -> Response:
     """Releases newest first, with the Go original's filters, from the release index."""
     env = label_param("env")
     gitops_repo = gitops_repo_of(env)
-    _require_index(gitops_repo)
     kinds = [WriteKind.RELEASE]
     if bool_param("all"):
         kinds = list(WriteKind)
@@ -161,6 +160,7 @@ def history() -> Response:
         until=time_param("until"),
         reverse=bool_param("reverse"),
     )
+    _require_index(gitops_repo)  # after the parameters: bad input is a 400 in any case
     return jsonify([entry.to_json() for entry in services().store.history(query)])
 
 

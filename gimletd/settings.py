@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, validation_alias="MAX_BODY_BYTES")
     admin_token: SecretStr | None = Field(default=None, validation_alias="GIMLETD_ADMIN_TOKEN")
     print_admin_token: bool = Field(default=False, validation_alias="PRINT_ADMIN_TOKEN")
+    #: Reverse proxies in front of the API whose X-Forwarded-For is believed (for the audit).
+    trusted_proxies: int = Field(default=0, ge=0, le=5, validation_alias="TRUSTED_PROXIES")
 
     # The store
     database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")

@@ -21,7 +21,7 @@ variable, function or position and the template.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -95,6 +95,37 @@ def template_variables(text: str) -> set[str]:
         if isinstance(node, _Action):
             _collect_fields(node.pipeline, names)
     return names
+
+
+def check_manifest_templates(manifest: Manifest) -> None:
+    """Parse every template of an environment config without rendering it.
+
+    So an artifact with a broken template (an unknown function, `call`, a
+    nested field) is refused when it is pushed, not when it is released.
+    `deploy` is a policy, not a template; `cleanup` is checked with its policy.
+
+    :raise TemplateError: naming the field and what is wrong.
+    """
+    data = manifest.model_dump(by_alias=True, exclude=set(VERBATIM_FIELDS))
+    for field, text in _strings(data, ""):
+        try:
+            template_variables(text)
+        except TemplateError as exc:
+            raise TemplateError(f"{field or 'a key'}: {exc}") from None
+
+
+def _strings(value: object, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a JSON-like value (keys too), with where it is."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            yield from _strings(str(key), where)
+            yield from _strings(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
 
 
 def render_template(text: str, variables: Mapping[str, str]) -> str:

@@ -95,6 +95,30 @@ def _check_limits(text: str, what: str) -> None:
         raise RenderError(f"{what}: not valid YAML: {exc}") from exc
 
 
+def check_template_source(text: str, *, what: str) -> None:
+    """Refuse YAML that will be unsafe however its templates resolve: too big, or with aliases.
+
+    Run on the text as CI sent it, before templating, so it reads tokens only:
+    what the tokens do not settle (say, a template that makes the YAML invalid)
+    is reported when the environment is released.
+
+    :raise UnsafeYAML: the text is larger than MAX_BYTES or uses an alias.
+    """
+    size = len(text.encode("utf-8"))
+    if size > MAX_BYTES:
+        raise UnsafeYAML(f"{what}: YAML of {size} bytes is larger than the limit of {MAX_BYTES}")
+    try:
+        for token in yaml.scan(text, Loader=_Loader):
+            if isinstance(token, yaml.AliasToken):
+                mark = token.start_mark
+                raise UnsafeYAML(
+                    f"{what}: YAML alias *{token.value} is not allowed (line {mark.line + 1}); "
+                    "write the value out instead of using anchors and aliases"
+                )
+    except yaml.YAMLError:
+        return  # judged once templates are resolved
+
+
 def _where(event: yaml.Event) -> str:
     mark = event.start_mark
     return f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from api import create_app
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import Role
@@ -241,3 +242,14 @@ def test_writes_are_audited_with_who_when_where_and_what(
         "unlock", "lock",
     ]  # fmt: skip
     assert client.get("/api/audit", headers=staging).status_code == 403
+
+
+def test_behind_a_trusted_proxy_the_audit_names_the_caller(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"trusted_proxies": 1}))
+    client = app.test_client()
+    forwarded = {**ADMIN, "X-Forwarded-For": "203.0.113.9"}
+    assert client.post("/api/locks", json={"env": "qa", "reason": "x"},
+                       headers=forwarded).status_code == 201  # fmt: skip
+    [entry] = client.get("/api/audit", headers=ADMIN).json
+    assert (entry["action"], entry["address"]) == ("lock", "203.0.113.9")
+    app.extensions["gimletd"].store.close()

@@ -1,0 +1,155 @@
+"""Attacks on the API: each is refused with a 4xx JSON message and leaves nothing behind.
+
+Nothing behind means: no artifact, no event, no audit entry, and no message
+on the queue (the test Redis's `celery` list keeps its length).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from gimletd.settings import Settings
+from gimletd.store import ArtifactFilter, Store
+from tests.conftest import ADMIN
+
+#: Nine levels of nine aliases: a billion "lol"s once expanded.
+YAML_BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{b}: &{b} [{', '.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.fixture
+def seed(fixtures_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
+    return data
+
+
+@pytest.fixture
+def nothing_left(store: Store, settings: Settings) -> Callable[[], None]:
+    """Checks that what was stored and queued before the test is all there is."""
+    queue = redis.Redis.from_url(settings.resolved_redis_url)
+    queued = queue.llen("celery")
+
+    def check() -> None:
+        assert store.artifacts(ArtifactFilter(limit=10)) == []
+        assert store.audit_entries() == []
+        assert queue.llen("celery") == queued
+
+    return check
+
+
+def in_env(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    return lambda artifact: change(artifact["environments"][0])
+
+
+ARTIFACT_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("path traversal in env", in_env(lambda e: e.update(env="../../etc")), "DNS-1123"),
+    ("a slash in app", in_env(lambda e: e.update(app="prod/x")), "DNS-1123"),
+    ("YAML bomb in manifests", in_env(lambda e: e.update(manifests=YAML_BOMB)), "alias"),
+    ("YAML bomb in a patch", in_env(lambda e: e.update(strategicMergePatches=YAML_BOMB)),
+     "alias"),
+    ("an unknown template function", in_env(lambda e: e.update(
+        app="{{ .BRANCH | someUnknownFunc }}")), "unknown function 'someUnknownFunc'"),
+    ("call in a value", in_env(lambda e: e["values"].update(image="{{ call .X }}")),
+     "unknown function 'call'"),
+    ("a nested field", in_env(lambda e: e.update(namespace="{{ .X.__class__ }}")),
+     "nested fields"),
+    ("a template in a values key", in_env(lambda e: e["values"].update({"{{ printf }}": 1})),
+     "unknown function 'printf'"),
+    ("too many items", lambda a: a.update(items=[{}] * 1001), "at most 1000"),
+    ("too many environments", lambda a: a.update(environments=a["environments"] * 101),
+     "at most 200"),
+    ("a NUL in the sha", lambda a: a["version"].update(sha="ab\x00cd"), "version.sha"),
+    ("a malformed glob", in_env(lambda e: e.update(deploy={"branch": "[", "event": "push"})),
+     "deploy.branch"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "change", "message"), ARTIFACT_ATTACKS)
+def test_hostile_artifacts_are_refused_and_nothing_is_stored(
+    client: FlaskClient,
+    seed: dict[str, Any],
+    nothing_left: Callable[[], None],
+    name: str,
+    change: Callable[[dict[str, Any]], None],
+    message: str,
+) -> None:
+    artifact = copy.deepcopy(seed)
+    change(artifact)
+    response = client.post("/api/artifact", json=artifact, headers=ADMIN)
+    assert response.status_code == 422, (name, response.json)
+    assert message in response.json["message"], response.json["message"]
+    nothing_left()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"x" * (6 * 1024 * 1024), 413, "larger than"),
+        (b'{"version": {}, "items": [' + b"[" * 5000 + b"]" * 5000 + b"]}", 400, "recursion"),
+        (b"\xff\xfe not utf-8", 400, "not valid JSON"),
+        (b"[]", 422, "invalid input"),
+        (b"", 400, "empty"),
+    ],
+)
+def test_malformed_bodies_are_refused(
+    client: FlaskClient,
+    nothing_left: Callable[[], None],
+    body: bytes,
+    status: int,
+    message: str,
+) -> None:
+    response = client.post("/api/artifact", data=body, headers=ADMIN,
+                           content_type="application/json")  # fmt: skip
+    assert response.status_code == status
+    assert message in response.json["message"]
+    nothing_left()
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/releases?env=../../etc", "not a DNS-1123 label"),
+        ("/api/releases?env=staging&limit=100000", "between 1 and 1000"),
+        ("/api/releases?env=staging&since=yesterday", "RFC 3339"),
+        ("/api/artifacts?offset=-1", "between 0"),
+        ("/api/queue?env=" + "a" * 100, "longer than"),
+        ("/api/event?id=%00", "NUL"),
+    ],
+)
+def test_bad_query_parameters_are_refused_with_a_message(
+    client: FlaskClient, path: str, message: str
+) -> None:
+    response = client.get(path, headers=ADMIN)
+    assert response.status_code == 400
+    assert message in response.json["message"]
+
+
+def test_a_rollback_to_something_that_is_not_a_sha_is_refused(client: FlaskClient) -> None:
+    for sha in ("HEAD~1", "main", "../../x", "a" * 39, "g" * 40):
+        response = client.post(f"/api/rollback?env=staging&app=web&sha={sha}", headers=ADMIN)
+        assert response.status_code == 400, sha
+        assert "full commit sha" in response.json["message"]
+
+
+def test_forged_webhooks_store_nothing(
+    client: FlaskClient, nothing_left: Callable[[], None], fixtures_dir: Path
+) -> None:
+    body = (fixtures_dir / "payloads" / "github" / "delete-branch.json").read_bytes()
+    github = client.post(
+        "/api/webhooks/github", data=body, content_type="application/json",
+        headers={"X-GitHub-Event": "delete", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+    )  # fmt: skip
+    assert github.status_code == 401
+    flux = client.post("/api/flux-events?env=staging", data=b"{}",
+                       content_type="application/json")  # fmt: skip
+    assert flux.status_code == 401
+    nothing_left()
