@@ -64,6 +64,10 @@ def parse_artifact(body: bytes) -> Artifact:
         raise
     if not artifact.version.repository_name:
         raise ApiError(422, "version.repositoryName is required: it names the artifact")
+    try:
+        artifact.version.check_refs()
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
     for index, manifest in enumerate(artifact.environments):
         where = f"environments[{index}] ({manifest.env}/{manifest.app})"
         try:

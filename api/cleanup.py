@@ -11,14 +11,14 @@ import hashlib
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from api.auth import audit, authenticate, current_user
 from api.errors import ApiError
 from api.query import json_body
 from api.services import services
 from gimletd.gitops.layout import public_repo_url
-from gimletd.models import AuditEntry, CleanupEvent, Model, Name
+from gimletd.models import AuditEntry, CleanupEvent, Model, Name, check_ref_name
 from gimletd.webhooks import CleanupReport
 
 blueprint = Blueprint("cleanup", __name__, url_prefix="/api")
@@ -33,6 +33,11 @@ class BranchDeletedRequest(Model):
 
     repository: Name = Field(min_length=1)
     branch: Name = Field(min_length=1)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_is_a_ref(cls, value: str) -> str:
+        return check_ref_name(value)
 
 
 class PrClosedRequest(BranchDeletedRequest):

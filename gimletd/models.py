@@ -21,6 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_MAX = 63
+#: Characters git refuses in ref names: controls, space, and ~ ^ : ? * [ \.
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+#: The wire names of Version's fields that differ from their Python names.
+_ALIASES = {"source_branch": "sourceBranch", "target_branch": "targetBranch"}
+#: An abbreviated or full commit sha (SHA-1 or SHA-256 object names).
+COMMIT_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
 TEMPLATE_MARK = "{{"
 #: `triggeredBy` of a release made by a deploy policy rather than by a person.
 POLICY_TRIGGER = "policy"
@@ -71,6 +77,27 @@ def check_dns_label(value: str, what: str) -> str:
     return value
 
 
+def check_ref_name(value: str) -> str:
+    """Return `value` if git accepts it as a branch or tag name, else raise ValueError.
+
+    git's rules (`git check-ref-format`): no control characters, spaces or any of
+    `~^:?*[\\`, no `..` or `@{`, no component starting with `.` or ending in
+    `.lock`, no leading `-` or `/`, no trailing `/` or `.`, and not `@` alone.
+    """
+    problem = None
+    if _REF_FORBIDDEN.search(value):
+        problem = "a control character, a space or one of ~^:?*[\\"
+    elif ".." in value or "@{" in value or "//" in value:
+        problem = "'..', '@{' or '//'"
+    elif value.startswith(("-", "/")) or value.endswith(("/", ".")) or value == "@":
+        problem = "a leading '-' or '/', a trailing '/' or '.', or '@' alone"
+    elif any(part.startswith(".") or part.endswith(".lock") for part in value.split("/")):
+        problem = "a part starting with '.' or ending in '.lock'"
+    if problem is not None:
+        raise ValueError(f"{value[:80]!r} is not a git branch or tag name: it has {problem}")
+    return value
+
+
 def _label_or_template(value: str, what: str) -> str:
     """A name that is either a DNS-1123 label already or a template checked once resolved."""
     if TEMPLATE_MARK in value:
@@ -110,6 +137,24 @@ class Version(Model):
     committer_email: ShortText = Field(default="", alias="committerEmail")
     message: LongText = ""
     url: ShortText = ""
+
+    def check_refs(self) -> None:
+        """Raise ValueError naming the field unless the branches, tag and sha are git's.
+
+        Checked where an artifact is accepted, not when stored ones are read, so
+        an artifact accepted by an earlier version stays readable.
+        """
+        for field in ("branch", "source_branch", "target_branch", "tag"):
+            value = getattr(self, field)
+            if value:
+                try:
+                    check_ref_name(value)
+                except ValueError as exc:
+                    raise ValueError(f"version.{_ALIASES.get(field, field)}: {exc}") from None
+        if self.sha and not COMMIT_SHA.match(self.sha):
+            raise ValueError(
+                f"version.sha: {self.sha[:80]!r} is not a commit sha: 7 to 64 hexadecimal digits"
+            )
 
 
 class DeployPolicy(Model):

@@ -68,6 +68,10 @@ ARTIFACT_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("too many environments", lambda a: a.update(environments=a["environments"] * 101),
      "at most 200"),
     ("a NUL in the sha", lambda a: a["version"].update(sha="ab\x00cd"), "version.sha"),
+    ("a sha that is a ref", lambda a: a["version"].update(sha="HEAD~1"), "not a commit sha"),
+    ("a branch git refuses", lambda a: a["version"].update(branch="main..x"),
+     "version.branch"),
+    ("a tag with a space", lambda a: a["version"].update(tag="v1 rc"), "version.tag"),
     ("a malformed glob", in_env(lambda e: e.update(deploy={"branch": "[", "event": "push"})),
      "deploy.branch"),
 ]  # fmt: skip
@@ -152,4 +156,15 @@ def test_forged_webhooks_store_nothing(
     flux = client.post("/api/flux-events?env=staging", data=b"{}",
                        content_type="application/json")  # fmt: skip
     assert flux.status_code == 401
+    nothing_left()
+
+
+@pytest.mark.parametrize("branch", ["a..b", "x y", "-rf", "refs/heads/x.lock", "\x00"])
+def test_a_reported_branch_git_would_refuse_is_refused(
+    client: FlaskClient, nothing_left: Callable[[], None], branch: str
+) -> None:
+    body = {"repository": "mycompany/frontend", "branch": branch}
+    response = client.post("/api/events/branch-deleted", json=body, headers=ADMIN)
+    assert response.status_code == 422
+    assert "branch" in response.json["message"]
     nothing_left()
