@@ -38,7 +38,7 @@ def save_artifact() -> tuple[Response, int]:
         poll_url=app_repo_url(artifact) if needs_branch_polling(artifact) else None,
         audit=audit(
             "artifact.push",
-            artifact.id,
+            "",  # the store names the artifact by the id it gives it
             repository=artifact.version.repository_name,
             sha=artifact.version.sha,
         ),

@@ -55,9 +55,13 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:
+        errors = exc.errors(include_url=False, include_input=False)
+        invalid_json = [error["msg"] for error in errors if error["type"] == "json_invalid"]
+        if invalid_json:
+            return error_response(400, f"the body is not valid JSON: {invalid_json[0]}")
         problems = [
             {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
-            for error in exc.errors(include_url=False, include_input=False)
+            for error in errors
         ]
         summary = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems[:5])
         return error_response(422, f"invalid input: {summary}", errors=problems)

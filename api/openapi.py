@@ -59,7 +59,7 @@ class Operation:
     responses: dict[int, Shape]
     params: tuple[Param, ...] = ()
     body: type[BaseModel] | None = None
-    auth: Literal["token", "none", "signature"] = "token"
+    auth: Literal["token", "none", "signature", "signature-or-token"] = "token"
     headers: tuple[str, ...] = field(default=())
 
 
@@ -194,8 +194,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/flux-events",
         "flux.flux_event",
         {202: schemas.EventAnswer, 200: None},
-        params=(ENV,),
+        params=(ENV, Param("access_token")),
         body=FluxEventBody,
+        auth="signature-or-token",
         headers=("X-Signature",),
     ),
     Operation("get", "/api/users", "users.list_users", {200: ("list", UserInfo)}),
@@ -352,6 +353,9 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
             "required": op.body is not TokenRequest,
             "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
         }
-    if op.auth != "token":
+    if op.auth == "signature-or-token":
+        # A token (header or `access_token`), or with FLUX_WEBHOOK_SECRET the signature only.
+        operation["security"] = [{"bearer": []}, {}]
+    elif op.auth != "token":
         operation["security"] = []
     return operation

@@ -236,14 +236,16 @@ def _require_index(gitops_repo: str) -> None:
 
 
 def _check_lock(env: str, force: bool) -> None:
-    """:raise 423: when env is locked, unless an admin forces; 403 when a non-admin forces."""
-    lock = services().store.env_lock(gitops_repo_of(env), env)
-    if lock is None:
-        return
-    if force and current_user().admin:
-        return
-    if force:
+    """:raise 423: when env is locked, unless an admin forces; 403 when a non-admin forces.
+
+    A non-admin's `force` is refused even while env is unlocked: the event keeps
+    it, and a lock placed before the write is applied would not hold it back.
+    """
+    if force and not current_user().admin:
         raise ApiError(403, f"only an admin can force a write through the lock of {env}")
+    lock = services().store.env_lock(gitops_repo_of(env), env)
+    if lock is None or force:
+        return
     raise ApiError(423, f"{env} is locked by {lock.locked_by}: {lock.reason}", lock=lock.to_json())
 
 

@@ -17,7 +17,7 @@ from api.errors import ApiError
 from api.query import int_param, json_body, text_param
 from api.services import services
 from gimletd.durations import parse_duration
-from gimletd.models import DNS_LABEL_MAX, Model, Role, check_dns_label
+from gimletd.models import DNS_LABEL_MAX, LOGIN, Model, Role, check_dns_label
 from gimletd.store import MAX_LIST_LIMIT
 
 blueprint = Blueprint("users", __name__, url_prefix="/api")
@@ -30,8 +30,7 @@ def _admins_only() -> None:
 blueprint.before_request(authenticate)
 blueprint.before_request(_admins_only)
 
-#: Logins appear in commit trailers and messages: letters, digits, `.`, `_`, `-`, `@`.
-LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
+LOGIN_PATTERN = LOGIN.pattern
 
 
 class TokenRequest(Model):

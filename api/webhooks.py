@@ -63,5 +63,5 @@ def _payload(body: bytes) -> Any:
         text = fields["payload"][0].encode()
     try:
         return json.loads(text)
-    except ValueError as exc:
-        raise ApiError(400, f"the delivery is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the delivery is not valid JSON: {type(exc).__name__}") from None

@@ -43,7 +43,10 @@ def app_repo_url(artifact: Artifact) -> str:
     `/-/commit/`, Bitbucket's `/commits/`), else from a GitHub `owner/repo` name.
     """
     version = artifact.version
-    parts = urlsplit(version.url)
+    try:
+        parts = urlsplit(version.url)
+    except ValueError:  # say, `https://[::1/...`: CI sent no usable URL
+        parts = urlsplit("")
     if parts.scheme == "https" and parts.netloc and _COMMIT_PATH.search(parts.path):
         path = _COMMIT_PATH.sub("", parts.path).rstrip("/")
         if path.count("/") >= 2:

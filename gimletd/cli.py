@@ -25,7 +25,7 @@ import click
 from gimletd.durations import parse_duration
 from gimletd.errors import Conflict, NotFound
 from gimletd.gitops.repository import init_bare
-from gimletd.models import AuditEntry, Role, check_dns_label
+from gimletd.models import LOGIN, AuditEntry, Role, check_dns_label
 from gimletd.settings import Settings
 from gimletd.store import Store
 
@@ -92,8 +92,16 @@ def user() -> None:
 @click.option("--expires-in", default=None, help="Token lifetime such as 90d; never by default.")
 def user_create(login: str, role: str, envs: tuple[str, ...], expires_in: str | None) -> None:
     """Create a user and print its token, the only time it is shown."""
+    if not LOGIN.match(login):
+        raise click.BadParameter(
+            "use letters, digits, '.', '_', '-' and '@', starting with a letter or digit",
+            param_hint="LOGIN",
+        )
     for env in envs:
-        check_dns_label(env, "--env")
+        try:
+            check_dns_label(env, "--env")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--env") from None
     if envs and role != Role.USER.value:
         raise click.UsageError(f"--env limits a user; a {role} token has no such list")
     with _store() as store:

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_MAX = 63
+#: A login: letters, digits, `.`, `_`, `-`, `@`; it appears in commit trailers and messages.
+LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 #: Characters git refuses in ref names: controls, space, and ~ ^ : ? * [ \.
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 #: The wire names of Version's fields that differ from their Python names.

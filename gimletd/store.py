@@ -1748,12 +1748,14 @@ class Store:
                 if row is not None:
                     if token is not None and row.token_hash != hash_token(token):
                         row.token_hash, row.token_issued = hash_token(token), now
+                        _audit(session, _startup_audit("user.rotate"))
                     return None
                 issued = token or new_token()
                 session.add(
                     UserRow(login=ADMIN_LOGIN, token_hash=hash_token(issued),
                             role=Role.ADMIN.value, created=now, token_issued=now)
                 )  # fmt: skip
+                _audit(session, _startup_audit("user.create"))
         except Conflict:
             return None  # another process created the admin at the same moment
         return issued if token is None else None
@@ -1805,10 +1807,11 @@ class Store:
         with self.session() as session:
             row = _user_row(session, login)
             if row.role == Role.ADMIN.value:
-                admins = session.scalar(
-                    select(func.count()).select_from(UserRow).where(UserRow.role == row.role)
-                )
-                if admins == 1:
+                # Locked, so two admins deleting each other at once cannot both succeed.
+                admins = session.scalars(
+                    select(UserRow.id).where(UserRow.role == row.role).with_for_update()
+                ).all()
+                if len(admins) == 1:
                     raise Conflict(f"{login} is the last admin: create another admin first")
             session.delete(row)
             _audit(session, audit)
@@ -2386,6 +2389,14 @@ def _audit(
             event_id=(entry.event_id or event_id)[:64],
         )
     )
+
+
+def _startup_audit(action: str) -> AuditEntry:
+    """The audit entry of the admin user made or given GIMLETD_ADMIN_TOKEN at start."""
+    return AuditEntry(
+        at=_now(), login="gimletd", address="local", action=action, target=ADMIN_LOGIN,
+        detail={"by": "start-up (GIMLETD_ADMIN_TOKEN, or the first start)"},
+    )  # fmt: skip
 
 
 def _audit_entry(row: AuditRow) -> AuditEntry:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from api import create_app
+from gimletd import cli
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import Role
@@ -250,6 +252,33 @@ def test_behind_a_trusted_proxy_the_audit_names_the_caller(settings: Settings) -
     forwarded = {**ADMIN, "X-Forwarded-For": "203.0.113.9"}
     assert client.post("/api/locks", json={"env": "qa", "reason": "x"},
                        headers=forwarded).status_code == 201  # fmt: skip
-    [entry] = client.get("/api/audit", headers=ADMIN).json
+    entry, started = client.get("/api/audit", headers=ADMIN).json
     assert (entry["action"], entry["address"]) == ("lock", "203.0.113.9")
+    assert (started["action"], started["login"], started["target"]) == (
+        "user.create", "gimletd", "admin",
+    )  # fmt: skip
     app.extensions["gimletd"].store.close()
+
+
+def test_only_an_admin_may_ask_for_force_even_while_the_env_is_unlocked(
+    client: FlaskClient, callers: dict[str, dict[str, str]], seed: dict[str, Any]
+) -> None:
+    """The event keeps `force`: a lock placed before it is applied must still hold it back."""
+    artifact_id = client.post("/api/artifact", json=seed, headers=ADMIN).json["id"]
+    body = {"env": "staging", "artifactId": artifact_id, "force": True}
+    refused = client.post("/api/releases", json=body, headers=callers["user-staging"])
+    assert refused.status_code == 403 and "only an admin" in refused.json["message"]
+    assert client.post("/api/releases", json=body, headers=ADMIN).status_code == 201
+
+
+def test_the_user_command_checks_logins_and_envs(settings: Settings) -> None:
+    runner = CliRunner(env=settings.environment())
+    for arguments, problem in [
+        (["user", "create", "a b"], "LOGIN"),
+        (["user", "create", "../x"], "LOGIN"),
+        (["user", "create", "carol", "--env", "prod/x"], "--env"),
+    ]:
+        result = runner.invoke(cli.main, arguments)
+        assert result.exit_code == 2 and problem in result.output, result.output
+    made = runner.invoke(cli.main, ["user", "create", "carol", "--role", "ci"])
+    assert made.exit_code == 0 and "created carol (ci)" in made.output

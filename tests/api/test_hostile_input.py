@@ -7,6 +7,8 @@ on the queue (the test Redis's `celery` list keeps its length).
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,9 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
+from pydantic import SecretStr
 
+from api import create_app
 from gimletd.settings import Settings
 from gimletd.store import ArtifactFilter, Store
 from tests.conftest import ADMIN
@@ -36,11 +40,11 @@ def seed(fixtures_dir: Path) -> dict[str, Any]:
 def nothing_left(store: Store, settings: Settings) -> Callable[[], None]:
     """Checks that what was stored and queued before the test is all there is."""
     queue = redis.Redis.from_url(settings.resolved_redis_url)
-    queued = queue.llen("celery")
+    queued, audited = queue.llen("celery"), store.audit_entries()
 
     def check() -> None:
         assert store.artifacts(ArtifactFilter(limit=10)) == []
-        assert store.audit_entries() == []
+        assert store.audit_entries() == audited
         assert queue.llen("celery") == queued
 
     return check
@@ -168,3 +172,25 @@ def test_a_reported_branch_git_would_refuse_is_refused(
     assert response.status_code == 422
     assert "branch" in response.json["message"]
     nothing_left()
+
+
+def test_a_commit_url_that_is_not_a_url_does_not_break_the_push(
+    client: FlaskClient, seed: dict[str, Any]
+) -> None:
+    artifact = copy.deepcopy(seed)
+    artifact["version"]["url"] = "https://[::1/commit/" + "a" * 40
+    artifact["environments"][1]["cleanup"] = {"app": "x", "event": "branchDeleted", "branch": "*"}
+    assert client.post("/api/artifact", json=artifact, headers=ADMIN).status_code == 201
+
+
+def test_a_signed_webhook_nested_too_deep_is_a_400(settings: Settings) -> None:
+    secret = "s"
+    app = create_app(settings.model_copy(update={"github_webhook_secret": SecretStr(secret)}))
+    body = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    response = app.test_client().post(
+        "/api/webhooks/github", data=body, content_type="application/json",
+        headers={"X-GitHub-Event": "delete", "X-Hub-Signature-256": signature},
+    )  # fmt: skip
+    assert response.status_code == 400
+    app.extensions["gimletd"].store.close()
