@@ -31,6 +31,14 @@ errors = Console(stderr=True)
 #: What `--wait` polls for, and how often.
 POLL_SECONDS = 1.0
 APPLIED = "ReconciliationSucceeded"
+#: The table columns of a release: (title, field).
+RELEASE_COLUMNS = (
+    ("APP", "app"),
+    ("ARTIFACT", "artifactId"),
+    ("BY", "triggeredBy"),
+    ("GITOPS", "gitopsRef"),
+    ("FLUX", "fluxStatus"),
+)
 
 server_option = click.option(
     "--server", envvar="GIMLET_SERVER", required=True, help="GimletD's URL [GIMLET_SERVER]."
@@ -41,6 +49,18 @@ token_option = click.option(
 output_option = click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
+
+
+def wait_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--wait`, `--applied` and `--timeout`, for the commands that can follow an event."""
+    options = (
+        click.option("--wait", is_flag=True, help="Follow it until every GitOps write is done."),
+        click.option("--applied", is_flag=True, help="With --wait: until Flux applied it all."),
+        click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def connected(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -160,9 +180,7 @@ def artifact_add(
 
 @artifact.command("push")
 @click.option("-f", "--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--wait", is_flag=True, help="Follow the release until every GitOps write is done.")
-@click.option("--applied", is_flag=True, help="With --wait: until Flux applied every commit.")
-@click.option("--timeout", default=600.0, show_default=True, help="Seconds --wait waits.")
+@wait_options
 @output_option
 @connected
 def artifact_push(
@@ -213,9 +231,7 @@ def artifact_list(
 
 @artifact.command("track")
 @click.argument("artifact_id")
-@click.option("--wait", is_flag=True)
-@click.option("--applied", is_flag=True)
-@click.option("--timeout", default=600.0, show_default=True)
+@wait_options
 @output_option
 @connected
 def artifact_track(
@@ -298,11 +314,7 @@ def release_list(
     show(
         found,
         output,
-        ("APP", "app"),
-        ("ARTIFACT", "artifactId"),
-        ("BY", "triggeredBy"),
-        ("GITOPS", "gitopsRef"),
-        ("FLUX", "fluxStatus"),
+        *RELEASE_COLUMNS,
         ("CREATED", "created"),
     )
 
@@ -319,19 +331,13 @@ def release_status(client: Client, env: str, app: str | None, output: str) -> No
     show(
         rows if output == "table" else found,
         output,
-        ("APP", "app"),
-        ("ARTIFACT", "artifactId"),
-        ("BY", "triggeredBy"),
-        ("GITOPS", "gitopsRef"),
-        ("FLUX", "fluxStatus"),
+        *RELEASE_COLUMNS,
     )
 
 
 @release.command("track")
 @click.argument("event_id")
-@click.option("--wait", is_flag=True)
-@click.option("--applied", is_flag=True)
-@click.option("--timeout", default=600.0, show_default=True)
+@wait_options
 @output_option
 @connected
 def release_track(
