@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 
 from api.services import services
 from gimletd.errors import StoreUnavailable
+from gimletd.metrics import CONTENT_TYPE, scrape
 
 blueprint = Blueprint("health", __name__)
 
@@ -20,6 +21,13 @@ def root() -> Response:
 def health() -> Response:
     """The process answers: for liveness probes."""
     return jsonify({"status": "ok"})
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics (no token): counts from the database, measurements of the workers."""
+    body = scrape(services().store, services().settings.metrics_dir)
+    return Response(body, mimetype=None, content_type=CONTENT_TYPE)
 
 
 @blueprint.get("/ready")

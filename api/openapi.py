@@ -61,6 +61,8 @@ class Operation:
     body: type[BaseModel] | None = None
     auth: Literal["token", "none", "signature", "signature-or-token"] = "token"
     headers: tuple[str, ...] = field(default=())
+    #: Answers text (Prometheus's format) rather than JSON.
+    text: bool = False
 
 
 def _page(*extra: Param) -> tuple[Param, ...]:
@@ -77,6 +79,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "/ready", "health.ready", {200: schemas.Ready, 503: schemas.Ready}, auth="none"
     ),
+    Operation("get", "/metrics", "health.metrics", {200: None}, auth="none", text=True),
     Operation("get", "/api/openapi.json", "openapi.document", {200: None}, auth="none"),
     Operation(
         "post",
@@ -335,7 +338,9 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
         "responses": {
             str(status): {
                 "description": "OK" if status < 300 else "see the body",
-                "content": {"application/json": {"schema": answer(shape)}},
+                "content": {"text/plain": {"schema": {"type": "string"}}}
+                if op.text
+                else {"application/json": {"schema": answer(shape)}},
             }
             for status, shape in op.responses.items()
         }

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from gimletd import metrics
 from gimletd.errors import (
     ChartSourceError,
     GimletdError,
@@ -441,8 +442,11 @@ def _attempt_batch(
     :raise LockLost: another worker took over the environment; nothing was recorded.
     """
     try:
-        return _apply_batch(store, repo, batch, push_attempts=push_attempts,
-                            keep_alive=keep_alive), None  # fmt: skip
+        with metrics.WRITE_SECONDS.time():
+            outcomes = _apply_batch(
+                store, repo, batch, push_attempts=push_attempts, keep_alive=keep_alive
+            )
+        return outcomes, None
     except LockLost:
         raise
     except Exception as exc:
@@ -530,8 +534,10 @@ def _apply_batch(
         if chained and tip is not None:
             keep_alive()
             try:
-                repo.push(tip, expected=head)
+                with metrics.PUSH_SECONDS.time():
+                    repo.push(tip, expected=head)
             except PushRejected:
+                metrics.PUSH_REJECTIONS.inc()
                 log.info("push to %s rejected, re-applying on the new head", repo.url)
                 # Rebuild at once: another writer won the race and is done. Only when
                 # that keeps happening, spread the writers out a little.

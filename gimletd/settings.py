@@ -238,6 +238,11 @@ class Settings(BaseSettings):
         """The env's channel from the mapping, else NOTIFICATIONS_DEFAULT_CHANNEL ("" for none)."""
         return self.slack_channels.get(env, self.notifications_default_channel)
 
+    # Metrics
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR"
+    )
+
     # Recovery of unfinished work
     sweep_interval: float = Field(default=15.0, gt=0, validation_alias="SWEEP_INTERVAL")
     stale_after: float = Field(default=30.0, gt=0, validation_alias="STALE_AFTER")
@@ -320,6 +325,15 @@ class Settings(BaseSettings):
     @property
     def resolved_chart_cache_path(self) -> Path:
         return (self.chart_cache_path or self.data_dir / "charts").resolve()
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where worker processes keep their Prometheus metrics for the API to read.
+
+        PROMETHEUS_MULTIPROC_DIR when set (prometheus-client's own variable), else
+        `metrics/` in the data directory; the API and the workers must share it.
+        """
+        return (self.prometheus_multiproc_dir or self.data_dir / "metrics").resolve()
 
     @property
     def helm_home(self) -> Path:
