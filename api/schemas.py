@@ -6,11 +6,9 @@ answers against the document built from these and the core models.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from gimletd.models import Artifact, EnvLock, Event, HistoryEntry, Hold, Model, UserInfo
+from gimletd.models import Artifact, EnvLock, Event, Hold, Model, UserInfo
 
 
 class ErrorBody(Model):
@@ -112,9 +110,3 @@ class UserWithToken(UserInfo):
 
 class UserDeleted(Model):
     deleted: UserInfo
-
-
-#: `GET /api/status`: the live release of each app, by app.
-Status = dict[str, HistoryEntry]
-#: The OpenAPI document itself.
-Document = dict[str, Any]

@@ -26,14 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gimletd.errors import InputError
 from gimletd.gitops.layout import public_repo_url
 from gimletd.gitops.repository import GitopsRepository
-from gimletd.models import Release, ShortText, WriteKind
+from gimletd.models import (
+    FLUX_APPLIED,
+    FLUX_FAILED,
+    FLUX_PROGRESSING,
+    Release,
+    ShortText,
+    WriteKind,
+)
 from gimletd.notifications.notice import Notice, flux_notice
 from gimletd.store import FluxChange, Store
 from gimletd.webhooks import Ignored
 
-APPLIED = "ReconciliationSucceeded"
-PROGRESSING = "Progressing"
-FAILED = "ReconciliationFailed"
 #: The metadata mark of Flux's event for a finished apply (the Go original dropped these).
 COMMIT_STATUS_KEY, COMMIT_STATUS_UPDATE = "commit_status", "update"
 MESSAGE_LIMIT = 39_000
@@ -73,11 +77,11 @@ class FluxReport:
 
     @property
     def final(self) -> bool:
-        return self.status != PROGRESSING
+        return self.status != FLUX_PROGRESSING
 
     @property
     def applied(self) -> bool:
-        return self.status == APPLIED
+        return self.status == FLUX_APPLIED
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,11 +150,11 @@ def _status(event: FluxEventBody) -> tuple[str, str]:
     if event.severity == "error":
         if "Failed" in reason:
             return reason, message
-        return FAILED, f"{reason}: {message}" if reason else message
+        return FLUX_FAILED, f"{reason}: {message}" if reason else message
     marked = _metadata(event.metadata, COMMIT_STATUS_KEY) == COMMIT_STATUS_UPDATE
-    if marked or reason == APPLIED:
-        return APPLIED, message
-    return PROGRESSING, message
+    if marked or reason == FLUX_APPLIED:
+        return FLUX_APPLIED, message
+    return FLUX_PROGRESSING, message
 
 
 def _timestamp(raw: str, now: float) -> float:

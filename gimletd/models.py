@@ -30,6 +30,11 @@ _ALIASES = {"source_branch": "sourceBranch", "target_branch": "targetBranch"}
 #: An abbreviated or full commit sha (SHA-1 or SHA-256 object names).
 COMMIT_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
 TEMPLATE_MARK = "{{"
+#: Flux's status of a GitOps commit, in the names the Go original's clients know: applied,
+#: on its way, and the failure given to an error whose reason names none.
+FLUX_APPLIED = "ReconciliationSucceeded"
+FLUX_PROGRESSING = "Progressing"
+FLUX_FAILED = "ReconciliationFailed"
 #: `triggeredBy` of a release made by a deploy policy rather than by a person.
 POLICY_TRIGGER = "policy"
 

@@ -59,6 +59,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from gimletd.errors import Conflict, InputError, NotFound, StoreUnavailable
 from gimletd.gitops.layout import public_repo_url
 from gimletd.models import (
+    FLUX_APPLIED,
+    FLUX_PROGRESSING,
     POLICY_TRIGGER,
     Artifact,
     AuditEntry,
@@ -510,7 +512,6 @@ class Delivery:
 
     notice: Notice
     target: str
-    status: DeliveryStatus
     attempts: int
 
 
@@ -549,12 +550,8 @@ Notices = Sequence[tuple[Notice, Sequence[str]]]
 #: How early a retried delivery task may run before its `not_before` (clock and timer slack).
 DELIVERY_EARLY = 1.0
 
-#: Flux statuses that are not final: the commit may still be applied.
-FLUX_PROGRESSING = "Progressing"
 #: A GitOps commit in an environment: (gitops repo, env, sha).
 StatusKey = tuple[str, str, str]
-#: Flux's status of an applied commit.
-FLUX_APPLIED = "ReconciliationSucceeded"
 
 
 @dataclass(frozen=True)
@@ -1461,9 +1458,7 @@ class Store:
                 .join(DeliveryRow, DeliveryRow.notification_id == NotificationRow.id)
                 .where(NotificationRow.id == notice_id, DeliveryRow.target == target)
             ).one()
-            return Delivery(
-                Notice.model_validate_json(notice), target, DeliveryStatus.PENDING, attempts
-            )
+            return Delivery(Notice.model_validate_json(notice), target, attempts)
 
     def finish_delivery(
         self, notice_id: str, target: str, status: DeliveryStatus, desc: str = ""
@@ -1883,11 +1878,6 @@ class Store:
         )
 
     # -- the audit trail -------------------------------------------------------
-
-    def record_audit(self, entry: AuditEntry) -> None:
-        """Record a write that changed nothing stored (say, a queue drain asked for)."""
-        with self.session() as session:
-            _audit(session, entry)
 
     def audit_entries(
         self,

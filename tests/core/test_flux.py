@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from gimletd.errors import InputError
-from gimletd.flux import APPLIED, NEWS_WINDOW, PROGRESSING, FluxReport, read_flux_event
+from gimletd.flux import NEWS_WINDOW, FluxReport, read_flux_event
 from gimletd.flux import record_flux_report as record
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
+from gimletd.models import FLUX_APPLIED, FLUX_PROGRESSING
 from gimletd.notifications.notice import Notice, NoticeKind
 from gimletd.store import HistoryFilter, Store
 from gimletd.webhooks import Ignored, signature_matches
@@ -35,7 +36,7 @@ def test_the_success_event_is_an_applied_report(fixtures_dir: Path) -> None:
     assert report == FluxReport(
         env="prod",
         commit=FIXTURE_SHA,
-        status=APPLIED,
+        status=FLUX_APPLIED,
         desc="Reconciliation finished in 1.734556812s, next run in 10m0s",
         reason="ReconciliationSucceeded",
         reported_at=1666942212.0,
@@ -88,11 +89,11 @@ def event(**changes: Any) -> bytes:
 @pytest.mark.parametrize(
     ("changes", "status", "desc"),
     [
-        ({}, PROGRESSING, "Deployment/default/web configured"),
-        ({"reason": "DependencyNotReady"}, PROGRESSING, "Deployment/default/web configured"),
+        ({}, FLUX_PROGRESSING, "Deployment/default/web configured"),
+        ({"reason": "DependencyNotReady"}, FLUX_PROGRESSING, "Deployment/default/web configured"),
         ({"severity": "error", "reason": "AccessDenied", "message": "no"}, "ReconciliationFailed",
          "AccessDenied: no"),
-        ({"metadata": {"revision": f"sha1:{FIXTURE_SHA}", "commit_status": "update"}}, APPLIED,
+        ({"metadata": {"revision": f"sha1:{FIXTURE_SHA}", "commit_status": "update"}}, FLUX_APPLIED,
          "Deployment/default/web configured"),
     ],
 )  # fmt: skip
@@ -170,7 +171,9 @@ def collecting(announced: list[Notice], targets: list[str]) -> Callable[[Notice]
     return targets_for
 
 
-def report(commit: str, status: str = APPLIED, at: float = NOW, env: str = "prod") -> FluxReport:
+def report(
+    commit: str, status: str = FLUX_APPLIED, at: float = NOW, env: str = "prod"
+) -> FluxReport:
     return FluxReport(env, commit, status, f"{status} message", status, at, "Kustomization/x")
 
 
@@ -191,7 +194,11 @@ def test_flux_applying_a_commit_applies_the_ones_it_skipped_in_that_env_only(
     targets = collecting(announced, ["slack"])
 
     recorded = record(store, repo, report(third), targets_for=targets, now=NOW)
-    assert statuses(store, repo, "prod") == {"web-4": None, "api-3": APPLIED, "web-1": APPLIED}
+    assert statuses(store, repo, "prod") == {
+        "web-4": None,
+        "api-3": FLUX_APPLIED,
+        "web-1": FLUX_APPLIED,
+    }
     assert statuses(store, repo, "staging") == {"web-2": None}
     assert sorted(c.commit for c in recorded.changes) == sorted([first, third])
     # The commit Flux named is announced; so is the one it skipped, when it is recent.
@@ -205,7 +212,7 @@ def test_flux_applying_a_commit_applies_the_ones_it_skipped_in_that_env_only(
     # A failure of the newest commit does not touch the applied ones.
     record(store, repo, report(fourth, "HealthCheckFailed", NOW + 10), targets_for=targets)
     assert statuses(store, repo, "prod") == {
-        "web-4": "HealthCheckFailed", "api-3": APPLIED, "web-1": APPLIED,
+        "web-4": "HealthCheckFailed", "api-3": FLUX_APPLIED, "web-1": FLUX_APPLIED,
     }  # fmt: skip
     assert announced[-1].kind is NoticeKind.FLUX_FAILED
     assert announced[-1].error == "HealthCheckFailed message"
@@ -221,16 +228,18 @@ def test_duplicates_stale_reports_and_progress_change_nothing_final(
 
     record(store, repo, report(commit, "HealthCheckFailed", NOW), targets_for=targets)
     # Flux retried and applied it: the newer report wins.
-    record(store, repo, report(commit, APPLIED, NOW + 60), targets_for=targets)
+    record(store, repo, report(commit, FLUX_APPLIED, NOW + 60), targets_for=targets)
     # The same report again (a redelivery), an older failure arriving late, then progress.
-    assert not record(store, repo, report(commit, APPLIED, NOW + 60), targets_for=targets).changes
+    assert not record(
+        store, repo, report(commit, FLUX_APPLIED, NOW + 60), targets_for=targets
+    ).changes
     assert not record(
         store, repo, report(commit, "BuildFailed", NOW + 1), targets_for=targets
     ).changes
     assert not record(
-        store, repo, report(commit, PROGRESSING, NOW + 90), targets_for=targets
+        store, repo, report(commit, FLUX_PROGRESSING, NOW + 90), targets_for=targets
     ).changes
-    assert statuses(store, repo, "prod") == {"web-1": APPLIED}
+    assert statuses(store, repo, "prod") == {"web-1": FLUX_APPLIED}
     assert [n.kind for n in announced] == [NoticeKind.FLUX_FAILED, NoticeKind.FLUX_APPLIED]
 
 
@@ -244,7 +253,7 @@ def test_old_skipped_commits_get_their_status_without_a_message(
 
     later = time.time() + 2 * NEWS_WINDOW  # the commits are two days old at this report
     record(store, repo, report(new, at=later), targets_for=targets, now=later)
-    assert statuses(store, repo, "prod") == {"api-2": APPLIED, "web-1": APPLIED}
+    assert statuses(store, repo, "prod") == {"api-2": FLUX_APPLIED, "web-1": FLUX_APPLIED}
     assert [n.gitops_commit for n in announced] == [new]
     assert old != new
 
@@ -282,8 +291,8 @@ def test_a_failure_given_to_skipped_commits_gives_way_when_flux_retries(
         "web-1": "HealthCheckFailed",
     }
     # Flux retried the same revision and it went through: so did the commit it skipped.
-    record(store, repo, report(reported, APPLIED, NOW + 60), targets_for=targets)
-    assert statuses(store, repo, "prod") == {"api-2": APPLIED, "web-1": APPLIED}
+    record(store, repo, report(reported, FLUX_APPLIED, NOW + 60), targets_for=targets)
+    assert statuses(store, repo, "prod") == {"api-2": FLUX_APPLIED, "web-1": FLUX_APPLIED}
     assert [(n.app, n.kind) for n in announced[2:]] == [
         ("web", NoticeKind.FLUX_APPLIED), ("api", NoticeKind.FLUX_APPLIED),
     ]  # fmt: skip
@@ -299,9 +308,11 @@ def test_environments_sharing_a_repository_keep_their_own_status_of_a_commit(
     )
     sync_index(store, repo, repo.fetch())
     # Both Kustomizations report on the branch head, the production commit.
-    record(store, repo, report(production, APPLIED, NOW, env="staging"), targets_for=lambda _: [])
+    record(
+        store, repo, report(production, FLUX_APPLIED, NOW, env="staging"), targets_for=lambda _: []
+    )
     record(store, repo, report(production, "HealthCheckFailed", NOW - 5, env="production"),
            targets_for=lambda _: [])  # fmt: skip
-    assert statuses(store, repo, "staging") == {"web-1": APPLIED}
+    assert statuses(store, repo, "staging") == {"web-1": FLUX_APPLIED}
     assert statuses(store, repo, "production") == {"web-2": "HealthCheckFailed"}
     assert staging != production
