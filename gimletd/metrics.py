@@ -3,9 +3,10 @@
 Two kinds, so every figure is right whatever process serves `/metrics`:
 
 - **Measured** in the worker processes (GitOps write and push latency, push
-  rejections): prometheus-client in multiprocess mode, each process writing
-  into the directory `PROMETHEUS_MULTIPROC_DIR` names (`Settings.metrics_dir`,
-  set by the worker before this module is imported), summed at scrape time.
+  rejections, writes retried, failed notification attempts): prometheus-client
+  in multiprocess mode, each process writing into the directory
+  `PROMETHEUS_MULTIPROC_DIR` names (`Settings.metrics_dir`, set by the worker
+  before this module is imported), summed at scrape time.
 - **Counted** from the database at scrape time (`StoreCollector`): artifacts
   accepted, events by type and status, queue depth and the oldest pending write
   per environment, notification deliveries by target and status. These stay
@@ -40,6 +41,15 @@ PUSH_SECONDS = Histogram(
 PUSH_REJECTIONS = Counter(
     "gimletd_gitops_push_rejections",
     "Pushes the remote refused because its branch moved; the writes were rebuilt on it.",
+)
+WRITE_RETRIES = Counter(
+    "gimletd_gitops_write_retries",
+    "GitOps writes that failed (remote unreachable, push refused too often) and wait to retry.",
+)
+NOTIFICATION_FAILURES = Counter(
+    "gimletd_notification_failures",
+    "Notification attempts that failed, by target and whether they will be retried.",
+    labelnames=["target", "outcome"],
 )
 
 

@@ -459,6 +459,7 @@ def _attempt_batch(
                 )
             else:
                 store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
+                metrics.WRITE_RETRIES.inc()
         names = ", ".join(f"{w.env}/{w.app}" for w in batch)
         log.warning(
             "gitops write of %s failed, retrying in %.0fs: %s",

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from celery import Task
 
+from gimletd import metrics
 from gimletd.models import DeliveryStatus
 from gimletd.notifications import github
 from gimletd.notifications.delivery import (
@@ -82,10 +83,12 @@ def deliver(self: Task, notice_id: str, target: str) -> None:
         if outcome.verdict is Verdict.RETRY:
             reason = f"gave up after {attempts} attempts: {reason}"
         store.finish_delivery(notice_id, target, DeliveryStatus.FAILED, reason)
+        metrics.NOTIFICATION_FAILURES.labels(target, "given up").inc()
         log.warning("notification %s to %s given up: %s", notice_id, target, reason)
         return
     delay = retry_delay(outcome, attempts, base=settings.notifications_retry_base)
     store.defer_delivery(notice_id, target, until=time.time() + delay, problem=outcome.reason)
+    metrics.NOTIFICATION_FAILURES.labels(target, "retried").inc()
     log.info("notification %s to %s: %s; retrying in %.1fs", notice_id, target, outcome.reason,
              delay)  # fmt: skip
     raise self.retry(countdown=delay, max_retries=None)

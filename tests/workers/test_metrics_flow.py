@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from gimletd.settings import Settings
 from tests.support.processes import Process
+from tests.support.prometheus import samples
 from tests.workers.conftest import on_branch, post_artifact, wait_for_event
 
 StartWorkers = Callable[..., list[Process]]
@@ -24,14 +24,10 @@ def test_a_release_is_measured_by_the_worker_and_counted_by_the_api(
     event = wait_for_event(client, post_artifact(client, on_branch(artifact, "main", "push"))
                            ["eventId"])  # fmt: skip
     assert event["status"] == "processed"
-    text = client.get("/metrics").get_data(as_text=True)
-    values = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    values = samples(client.get("/metrics").get_data(as_text=True))
     assert values[("gimletd_gitops_push_seconds_count", ())] >= 1
     assert values[("gimletd_gitops_write_seconds_count", ())] >= 1
     assert values[("gimletd_gitops_push_rejections_total", ())] == 0
+    assert values[("gimletd_gitops_write_retries_total", ())] == 0
     assert values[("gimletd_events", (("status", "processed"), ("type", "artifact")))] == 1
     assert settings.metrics_dir.is_dir() and any(settings.metrics_dir.glob("*.db"))

@@ -32,6 +32,7 @@ from gimletd.settings import Settings
 from gimletd.store import FailedEnvironment, Store
 from tests.conftest import ADMIN
 from tests.support.processes import Process
+from tests.support.prometheus import samples
 from tests.workers.conftest import on_branch, post_artifact, wait_for_event, wait_until
 
 StartWorkers = Callable[..., list[Process]]
@@ -325,6 +326,11 @@ def test_rate_limits_and_server_errors_are_retried_until_sent(
     assert second.at - first.at >= 1.0  # Retry-After honoured
     assert first.body == second.body  # the same message, retried
     assert len(services.to(DISCORD_HOOK)) == 3
+    failures = samples(client.get("/metrics").get_data(as_text=True))
+    assert failures[("gimletd_notification_failures_total",
+                     (("outcome", "retried"), ("target", "discord")))] == 2  # fmt: skip
+    assert failures[("gimletd_notification_failures_total",
+                     (("outcome", "retried"), ("target", "slack")))] == 1  # fmt: skip
 
 
 @pytest.mark.slow
