@@ -18,6 +18,8 @@ DRAIN_QUEUE = "gimletd.gitops.drain"
 SYNC_INDEX = "gimletd.index.sync"
 #: Every task name the API sends; a test checks the workers register each one.
 TASK_NAMES = (PROCESS_EVENT, DRAIN_QUEUE, SYNC_INDEX)
+#: The workers' queue for all of them (`workers.celery.RELEASE_QUEUE`; a test checks).
+RELEASE_QUEUE = "gimletd"
 
 
 class Enqueuer:
@@ -33,6 +35,7 @@ class Enqueuer:
                 "max_retries": 0,
             },
             task_serializer="json",
+            task_default_queue=RELEASE_QUEUE,
         )
 
     def process_event(self, event_id: str) -> bool:

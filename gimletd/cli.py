@@ -53,9 +53,15 @@ def api(host: str | None, port: int | None, workers: int, dev: bool) -> None:
 @main.command()
 @click.option("--concurrency", default=2, show_default=True, help="Worker processes.")
 @click.option("--name", default="gimletd@%h", show_default=True, help="Celery node name.")
-def worker(concurrency: int, name: str) -> None:
-    """Run a Celery worker: policy matching, GitOps writes, sweeps."""
-    _exec(_worker_command(concurrency, name))
+@click.option(
+    "--queues",
+    default="gimletd,notifications",
+    show_default=True,
+    help="Queues to serve: gimletd (releases, cleanups, sweeps), notifications, or both.",
+)
+def worker(concurrency: int, name: str, queues: str) -> None:
+    """Run a Celery worker: policy matching, GitOps writes, sweeps, notifications."""
+    _exec(_worker_command(concurrency, name, queues))
 
 
 @main.command()
@@ -180,7 +186,7 @@ def _cli_audit(action: str, target: str) -> AuditEntry:
 @main.command()
 @click.option("--port", default=None, type=int, help="API port [PORT, default 8888].")
 def up(port: int | None) -> None:
-    """Run API, worker and scheduler on embedded defaults in the data directory.
+    """Run API, workers and scheduler on embedded defaults in the data directory.
 
     SQLite and a bare GitOps repository are created in GIMLETD_DATA_DIR
     (default ./.gimletd) unless DATABASE_URL / GITOPS_REPO say otherwise; a
@@ -211,7 +217,8 @@ def up(port: int | None) -> None:
             stack.enter_context(_redis_server(data_dir / "redis", port=6379))
         processes = [
             ("api", _api_command(settings.host, api_port, workers=2, dev=False)),
-            ("worker", _worker_command(2, "gimletd@%h")),
+            ("worker", _worker_command(2, "gimletd@%h", "gimletd")),
+            ("notifier", _worker_command(2, "notifier@%h", "notifications")),
             ("beat", _beat_command(settings)),
         ]
         children = [stack.enter_context(_child(name, cmd, env)) for name, cmd in processes]
@@ -234,9 +241,9 @@ def _api_command(host: str, port: int, *, workers: int, dev: bool) -> list[str]:
             "--access-logformat", ACCESS_LOG_FORMAT]  # fmt: skip
 
 
-def _worker_command(concurrency: int, name: str) -> list[str]:
+def _worker_command(concurrency: int, name: str, queues: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "INFO",
-            "--concurrency", str(concurrency), "-n", name]  # fmt: skip
+            "--concurrency", str(concurrency), "-n", name, "-Q", queues]  # fmt: skip
 
 
 def _beat_command(settings: Settings) -> list[str]:

@@ -65,14 +65,19 @@ def test_pure_modules_do_no_io(module: str) -> None:
     assert not top_level(modules) & {"pygit2", "sqlalchemy", "httpx", "redis", "helm_python"}
 
 
-def test_every_task_the_api_sends_is_registered_by_the_workers() -> None:
-    from api.enqueue import TASK_NAMES
-    from workers.celery import app
+def test_every_task_the_api_sends_is_registered_by_the_workers_and_routed_to_them() -> None:
+    from api.enqueue import TASK_NAMES, Enqueuer
+    from workers.celery import RELEASE_QUEUE, app
 
     app.loader.import_default_modules()
+    sent_by_api = Enqueuer("redis://127.0.0.1:1/0")._celery.amqp.router
     assert TASK_NAMES
     for name in TASK_NAMES:
         assert name in app.tasks, name
+        assert sent_by_api.route({}, name)["queue"].name == RELEASE_QUEUE, name
+        assert app.amqp.router.route({}, name)["queue"].name == RELEASE_QUEUE, name
+    notify = app.amqp.router.route({}, "gimletd.notify.deliver")["queue"].name
+    assert notify == "notifications"
 
 
 def test_compose_file_parses_and_has_every_service_the_readme_lists() -> None:

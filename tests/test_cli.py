@@ -16,15 +16,9 @@ import httpx
 import pytest
 
 from gimletd.settings import without_settings
+from tests.support.processes import free_port
 
 STARTUP_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_line(output: Path, pattern: str, process: subprocess.Popen[bytes]) -> re.Match[str]:

@@ -13,6 +13,7 @@ from celery.signals import (
     worker_init,
     worker_process_init,
 )
+from kombu import Queue
 
 from gimletd.errors import StoreUnavailable
 from gimletd.logs import configure_logging, log_context
@@ -26,6 +27,12 @@ settings = Settings()
 for _variable, _subdir in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
                            ("HELM_DATA_HOME", "data")):  # fmt: skip
     os.environ.setdefault(_variable, str(settings.helm_home / _subdir))
+
+#: Policy matching, GitOps writes, Flux reports, cleanups and sweeps.
+RELEASE_QUEUE = "gimletd"
+#: Notification deliveries: a slow or failing endpoint must not hold up releases (I6), so
+#: they go to a queue of their own, which `gimletd worker --queues notifications` serves.
+NOTIFICATION_QUEUE = "notifications"
 
 app = Celery(
     "gimletd",
@@ -43,6 +50,10 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     task_ignore_result=True,
+    # A worker started without `-Q` serves both queues; production runs one of each.
+    task_default_queue=RELEASE_QUEUE,
+    task_queues=(Queue(RELEASE_QUEUE), Queue(NOTIFICATION_QUEUE)),
+    task_routes={"gimletd.notify.*": {"queue": NOTIFICATION_QUEUE}},
     # Acknowledge after the task ran, so a killed worker's task is delivered again (I2 keeps
     # the second run harmless), and take one task at a time so none waits behind a slow one.
     task_acks_late=True,

@@ -43,6 +43,19 @@ def commits(remote: Path, branch: str = "main") -> list[Commit]:
     return found
 
 
+def messages(remote: Path, branch: str = "main") -> list[Commit]:
+    """Every commit on `branch`, newest first, without its files: one git process for all."""
+    if not has_branch(remote, branch):
+        return []
+    log = git(remote, "log", "--format=%H%x00%B%x1e", branch)
+    found = []
+    for record in log.split("\x1e"):
+        if record.strip():
+            sha, message = record.strip("\n").split("\x00", 1)
+            found.append(Commit(sha, message, []))
+    return found
+
+
 def read(remote: Path, path: str, ref: str = "main") -> str:
     return git(remote, "show", f"{ref}:{path}")
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gimletd.settings import Settings
@@ -49,12 +51,50 @@ class Process:
         self._log.close()
 
 
-def start_worker(settings: Settings, log_dir: Path, name: str, *, concurrency: int = 1) -> Process:
+def free_port() -> int:
+    """A TCP port nothing listens on now (and, as no one binds it, a closed one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_api(settings: Settings, log_dir: Path, *, workers: int = 2) -> tuple[Process, str]:
+    """The API under gunicorn, as production runs it, on a free port; the process and its URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"127.0.0.1:{port}",
+               "--workers", str(workers)]  # fmt: skip
+    process = Process("api", command, settings.environment(inherit=os.environ), log_dir)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if process.popen.poll() is not None or time.monotonic() > deadline:
+            process.stop()
+            raise RuntimeError(f"the API did not start:\n{process.log()[-4000:]}")
+        time.sleep(0.2)
+
+
+def start_worker(
+    settings: Settings,
+    log_dir: Path,
+    name: str,
+    *,
+    concurrency: int = 1,
+    queues: str | None = None,
+) -> Process:
+    """A Celery worker; it serves every queue unless `queues` names some (`-Q`)."""
     command = [
         sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "INFO",
         "--concurrency", str(concurrency), "-n", f"{name}@%h", "--without-gossip",
         "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
+    if queues is not None:
+        command += ["-Q", queues]
     process = Process(name, command, settings.environment(inherit=os.environ), log_dir)
     process.wait_for(" ready.")
     return process
@@ -78,8 +118,13 @@ def start_workers(
     log_dir = tmp_path / "logs"
     log_dir.mkdir(exist_ok=True)
 
-    def start(settings: Settings, count: int = 1, *, beat: bool = False) -> list[Process]:
-        processes = [start_worker(settings, log_dir, f"w{len(started) + i}") for i in range(count)]
+    def start(
+        settings: Settings, count: int = 1, *, beat: bool = False, queues: str | None = None
+    ) -> list[Process]:
+        processes = [
+            start_worker(settings, log_dir, f"w{len(started) + i}", queues=queues)
+            for i in range(count)
+        ]
         if beat:
             processes.append(start_beat(settings, log_dir))
         started.extend(processes)

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import re
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from gimletd.release import failure_notices
 from gimletd.settings import Settings
 from gimletd.store import FailedEnvironment, Store
 from tests.conftest import ADMIN
-from tests.support.processes import Process
+from tests.support.processes import Process, free_port
 from tests.support.prometheus import samples
 from tests.workers.conftest import on_branch, post_artifact, wait_for_event, wait_until
 
@@ -365,18 +364,11 @@ def test_refusals_are_given_up_with_the_reason_on_the_event(
     assert client.get(f"/api/event?id={event['id']}", headers=ADMIN).json["status"] == "processed"
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.mark.slow
 def test_a_release_succeeds_when_every_provider_is_down(
     client: FlaskClient, artifact: dict[str, Any], settings: Settings, start_workers: StartWorkers
 ) -> None:
-    down = f"http://127.0.0.1:{closed_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     [worker] = start_workers(
         settings.model_copy(
             update={

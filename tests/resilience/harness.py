@@ -1,0 +1,336 @@
+"""A whole GimletD install in processes, a load generator, and the invariant checks.
+
+The install is what production runs: the API under gunicorn, Celery workers
+on a release queue, a notification worker, beat, a Redis of the test's own
+and a bare GitOps remote on disk. The load comes from client threads over
+HTTP, as CI jobs would send it. `check` reads the outcome back through the
+API, the database and the git command line, never through the code under
+test, and lists every breach of the invariants of release-flow.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from sqlalchemy import create_engine, text
+
+from gimletd.settings import Settings
+from tests.conftest import ADMIN
+from tests.support import gitops
+from tests.support.processes import Process, start_api, start_beat, start_worker
+from tests.support.prometheus import samples
+
+APP = "frontend"
+#: Celery's log lines of a task starting and of it ending, by task id.
+_TASK_RECEIVED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] received")
+_TASK_ENDED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] (?:succeeded|retry|raised|failed)")
+#: Statuses an environment of an event may end in without a breach.
+RELEASED = {"success", "superseded"}
+
+
+def env_name(n: int) -> str:
+    return f"env-{n:02d}"
+
+
+def release_artifact(template: dict[str, Any], n: int, envs: int) -> dict[str, Any]:
+    """Artifact `n`: a push to main with its own sha, deployed by policy to one environment."""
+    artifact = copy.deepcopy(template)
+    sha = f"{n + 1:040x}"
+    artifact["version"].update(branch="main", event="push", sha=sha, sourceBranch="main")
+    artifact["context"].update(BRANCH="main", CIRCLE_BRANCH="main", CIRCLE_SHA1=sha)
+    config = copy.deepcopy(artifact["environments"][0])
+    config.update(env=env_name(n % envs), app=APP)
+    artifact["environments"] = [config]
+    return artifact
+
+
+@dataclass
+class Posted:
+    """What the load generator saw: accepted events, and the answers it had to retry."""
+
+    accepted: dict[int, str] = field(default_factory=dict)  # artifact n -> event id
+    unavailable: int = 0  # 503s, retried after their Retry-After
+    refused: list[str] = field(default_factory=list)  # anything else but 201: a breach
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Install:
+    """GimletD's processes on `settings`, started and stopped by the test."""
+
+    def __init__(self, settings: Settings, log_dir: Path, remote: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.remote = remote
+        self.processes: list[Process] = []
+        self.api: Process | None = None
+        self.url = ""
+        self.workers: list[Process] = []
+        self.kills = 0
+        self.kills_mid_task = 0
+
+    def start(self, *, workers: int = 3) -> None:
+        self.api, self.url = start_api(self.settings, self.log_dir)
+        self.processes.append(self.api)
+        for _ in range(workers):
+            self.add_worker()
+        notifier = start_worker(self.settings, self.log_dir, "notifier", queues="notifications")
+        self.processes.extend([notifier, start_beat(self.settings, self.log_dir)])
+
+    def add_worker(self) -> Process:
+        worker = start_worker(
+            self.settings, self.log_dir, f"w{len(self.processes)}", queues="gimletd"
+        )
+        self.processes.append(worker)
+        self.workers.append(worker)
+        return worker
+
+    def kill_busy_worker(self, *, wait: float = 3.0) -> None:
+        """SIGKILL a worker and its pool process, as the OOM killer or a lost node would.
+
+        The worker chosen is one in the middle of a task when one is found within
+        `wait` seconds; whether the kill did land mid-task is read from its log
+        afterwards and counted in `kills_mid_task`.
+        """
+        deadline = time.monotonic() + wait
+        busy = [w for w in self.workers if _running_task(w.log())]
+        while not busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+            busy = [w for w in self.workers if _running_task(w.log())]
+        worker = (busy or self.workers)[0]
+        self.workers.remove(worker)
+        parent = psutil.Process(worker.popen.pid)
+        for process in [*parent.children(recursive=True), parent]:
+            process.kill()
+        worker.popen.wait()
+        self.kills += 1
+        self.kills_mid_task += bool(_running_task(worker.log()))
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=ADMIN, timeout=30)
+
+    def post(
+        self, artifacts: Iterable[tuple[int, dict[str, Any]]], *, clients: int = 8,
+        posted: Posted | None = None,
+    ) -> Posted:  # fmt: skip
+        """Post the artifacts from `clients` threads; a 503 is retried after its Retry-After."""
+        posted = posted or Posted()
+        pending = iter(artifacts)
+        take = threading.Lock()
+
+        def client_loop() -> None:
+            with self.client() as client:
+                while True:
+                    with take:
+                        item = next(pending, None)
+                    if item is None:
+                        return
+                    n, body = item
+                    self._post_one(client, n, body, posted)
+
+        threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return posted
+
+    @staticmethod
+    def _post_one(client: httpx.Client, n: int, body: dict[str, Any], posted: Posted) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                response = client.post("/api/artifact", json=body)
+            except httpx.TransportError as exc:
+                with posted.lock:
+                    posted.refused.append(f"artifact {n}: {type(exc).__name__}")
+                return
+            if response.status_code == 201:
+                with posted.lock:
+                    posted.accepted[n] = response.json()["eventId"]
+                return
+            if response.status_code == 503 and "Retry-After" in response.headers:
+                with posted.lock:
+                    posted.unavailable += 1
+                time.sleep(min(float(response.headers["Retry-After"]), 1.0))
+                continue
+            with posted.lock:
+                posted.refused.append(f"artifact {n}: {response.status_code} {response.text}")
+            return
+        with posted.lock:
+            posted.refused.append(f"artifact {n}: still 503 after 60s")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with self.client() as client:
+            return samples(client.get("/metrics").text)
+
+    def wait_until_settled(self, event_ids: Iterable[str], timeout: float = 120.0) -> None:
+        """Wait until no event is `new` and no GitOps write is queued, by `GET /metrics`."""
+        expected = len(set(event_ids))
+        deadline = time.monotonic() + timeout
+        while True:
+            values = self.metrics()
+            events = Counter[bool]()
+            for (name, labels), value in values.items():
+                if name == "gimletd_events":
+                    events[("status", "new") in labels] += int(value)
+            new, ended = events[True], events[False]
+            queued = sum(v for (name, _), v in values.items() if name == "gimletd_queue_depth")
+            if new == 0 and queued == 0 and ended >= expected:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"not settled after {timeout}s: {new} events new, {queued} writes queued\n"
+                    + self.logs()
+                )
+            time.sleep(0.5)
+
+
+def _running_task(log: str) -> str | None:
+    """The id of the task a worker's log shows started and not ended, if any."""
+    ended = set(_TASK_ENDED.findall(log))
+    running = [task for task in _TASK_RECEIVED.findall(log) if task not in ended]
+    return running[-1] if running else None
+
+
+@dataclass
+class Outcome:
+    """What a run left behind, and every invariant it breached."""
+
+    name: str
+    events: Counter[str] = field(default_factory=Counter)
+    results: Counter[str] = field(default_factory=Counter)
+    commits: int = 0
+    push_rejections: int = 0
+    write_retries: int = 0
+    kills: int = 0
+    kills_mid_task: int = 0
+    unavailable: int = 0
+    breaches: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.name}: events {dict(self.events)}, results {dict(self.results)}, "
+            f"commits {self.commits}, push rejections {self.push_rejections}, "
+            f"write retries {self.write_retries}, "
+            f"workers killed {self.kills} ({self.kills_mid_task} mid-task), "
+            f"503s retried {self.unavailable}, breaches {len(self.breaches)}"
+        )
+
+
+def fetch_events(install: Install, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def one(event_id: str) -> tuple[str, dict[str, Any]]:
+        with install.client() as client:
+            return event_id, client.get("/api/event", params={"id": event_id}).json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(pool.map(one, event_ids))
+
+
+def acceptance_order(settings: Settings) -> dict[str, int]:
+    """Each event's place in acceptance order, read from the database."""
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, seq FROM events"))
+            return {row.id: row.seq for row in rows}
+    finally:
+        engine.dispose()
+
+
+def check(
+    name: str,
+    install: Install,
+    posted: Posted,
+    *,
+    allowed: Callable[[dict[str, Any]], bool] = lambda result: result["status"] in RELEASED,
+) -> Outcome:
+    """Read back the run through the API, the database and git; list every breach.
+
+    - every accepted artifact's event is terminal, each environment released or
+      superseded (I1, I5), and `allowed` decides what else a test may accept;
+    - each successful (event, env) is on the remote exactly once, as the event
+      says, and no other release commit is (I2);
+    - each environment's releases follow acceptance order and its app ends on
+      the last artifact accepted for it (I3);
+    - the remote passes `git fsck --strict`.
+    """
+    outcome = Outcome(
+        name, kills=install.kills, kills_mid_task=install.kills_mid_task,
+        unavailable=posted.unavailable,
+    )  # fmt: skip
+    breaches = outcome.breaches
+    breaches.extend(f"not accepted: {refusal}" for refusal in posted.refused)
+    events = fetch_events(install, posted.accepted.values())
+    for event_id, event in events.items():
+        outcome.events[event["status"]] += 1
+        if event["status"] == "new":
+            breaches.append(f"event {event_id} is not terminal (I5)")
+        for result in event["results"]:
+            outcome.results[result["status"]] += 1
+            if not allowed(result):
+                breaches.append(f"event {event_id} {result['env']}: {result}")
+
+    history = gitops.messages(install.remote)
+    releases = [c for c in history if "Gimlet-Event" in c.trailers]
+    outcome.commits = len(releases)
+    written = Counter((c.trailers["Gimlet-Event"], c.trailers["Gimlet-Env"]) for c in releases)
+    expected = {
+        (event_id, result["env"]): result["hash"]
+        for event_id, event in events.items()
+        for result in event["results"]
+        if result["status"] == "success"
+    }
+    for key, count in written.items():
+        if count > 1:
+            breaches.append(f"{key} committed {count} times (I2)")
+        if key not in expected:
+            breaches.append(f"{key} committed but not reported as a success")
+    shas = {c.sha for c in releases}
+    for key, sha in expected.items():
+        if key not in written or sha not in shas:
+            breaches.append(f"{key} reported as a success in {sha}, which is not on main")
+
+    seq = acceptance_order(install.settings)
+    last: dict[str, str] = {}
+    for event_id in sorted(events, key=seq.__getitem__):
+        for result in events[event_id]["results"]:
+            last[result["env"]] = event_id
+    applied: dict[str, list[int]] = {}
+    for commit in reversed(releases):
+        applied.setdefault(commit.trailers["Gimlet-Env"], []).append(
+            seq[commit.trailers["Gimlet-Event"]]
+        )
+    for env, order in applied.items():
+        if order != sorted(order):
+            breaches.append(f"{env}: releases applied out of acceptance order (I3)")
+    for env, event_id in sorted(last.items()):
+        release = gitops.read_json(install.remote, f"{env}/{APP}/release.json")
+        if release["eventId"] != event_id:
+            breaches.append(f"{env}/{APP} ends on {release['eventId']}, not {event_id} (I3)")
+
+    fsck = gitops.fsck(install.remote)
+    if fsck.returncode != 0:
+        breaches.append(f"git fsck: {fsck.stdout}{fsck.stderr}")
+
+    values = install.metrics()
+    outcome.push_rejections = int(values.get(("gimletd_gitops_push_rejections_total", ()), 0))
+    outcome.write_retries = int(values.get(("gimletd_gitops_write_retries_total", ()), 0))
+    return outcome

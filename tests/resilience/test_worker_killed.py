@@ -1,0 +1,60 @@
+"""Worker killed: SIGKILL workers in the middle of GitOps writes, several times in one run."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from pytest_redis.executor import RedisExecutor
+
+from gimletd.settings import Settings
+from tests.resilience.harness import Install, Outcome, Posted, check, release_artifact
+from workers.locks import LOCK_PREFIX
+
+ARTIFACTS = 300
+ENVIRONMENTS = 10
+KILLS = 6
+
+
+@pytest.mark.slow
+def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
+    template: dict[str, Any],
+    install_settings: Settings,
+    own_redis: RedisExecutor,
+    start_install: Callable[..., Install],
+    report: Callable[[Outcome], None],
+) -> None:
+    install = start_install(install_settings, workers=3)
+    posted = Posted()
+    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
+    poster = threading.Thread(target=install.post, args=(artifacts,), kwargs={"posted": posted,
+                              "clients": 4})  # fmt: skip
+    poster.start()
+    chance = random.Random(8)
+    for _ in range(KILLS):
+        time.sleep(chance.uniform(0.3, 1.0))
+        install.kill_busy_worker()
+        install.add_worker()
+    last_kill = time.monotonic()
+    poster.join()
+    install.wait_until_settled(posted.accepted.values(), timeout=90)
+    settled_after = time.monotonic() - last_kill
+
+    outcome = check("worker killed", install, posted)
+    # A lock left by a killed worker expires after GITOPS_LOCK_TIMEOUT and the sweep drains
+    # what waited: nothing waits much longer than that once the last kill is over.
+    bound = install_settings.lock_timeout + install_settings.stale_after + 30
+    if settled_after > bound:
+        outcome.breaches.append(f"settled {settled_after:.0f}s after the last kill (> {bound}s)")
+    locks = redis.Redis(host=own_redis.host, port=own_redis.port).keys(f"{LOCK_PREFIX}:*")
+    if locks:
+        outcome.breaches.append(f"locks left behind after everything settled: {locks}")
+    report(outcome)
+    assert outcome.kills == KILLS
+    assert outcome.kills_mid_task >= KILLS // 2, "the kills missed the workers' tasks"
+    assert sum(outcome.events.values()) == ARTIFACTS
