@@ -460,15 +460,15 @@ def _attempt_batch(
             else:
                 store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
                 metrics.WRITE_RETRIES.inc()
+        deferred = WriteDeferred(delay, str(exc)) if len(failed) < len(batch) else None
         names = ", ".join(f"{w.env}/{w.app}" for w in batch)
         log.warning(
-            "gitops write of %s failed, retrying in %.0fs: %s",
+            "gitops write of %s failed, %s: %s",
             names,
-            delay,
+            f"retrying in {delay:.0f}s" if deferred is not None else "out of attempts",
             exc,
             exc_info=not isinstance(exc, GitOpsError),
         )
-        deferred = WriteDeferred(delay, str(exc)) if len(failed) < len(batch) else None
         if deferred is not None:
             deferred.__cause__ = exc
         return failed, deferred

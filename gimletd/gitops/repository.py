@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -164,19 +165,38 @@ class GitopsRepository:
         self._credentials = credentials or Credentials()
         self._signature = (author_name, author_email)
         self._local_remote = _local_path(url)
+        self._configured_branch = branch
         self._owner_lock: IO[str] | None = None
+        if self._local_remote is not None:
+            self.path = self._local_remote
+        else:
+            slug = hashlib.sha256(url.encode()).hexdigest()[:16]
+            self.path, self._owner_lock = _own_clone(cache_dir / slug, _safe(clone_name))
+            weakref.finalize(self, self._owner_lock.close)
+
+    # The repository is opened, and its branch looked up, on first use rather than here:
+    # a remote that is away then fails one attempt of a write, which is counted and
+    # retried with back-off, instead of every task that merely holds the repository.
+
+    @functools.cached_property
+    def _repo(self) -> pygit2.Repository:
+        if self._local_remote is None:
+            return self._open_clone()
         with self._git_errors("open"):
-            if self._local_remote is not None:
-                self.path = self._local_remote
-                self._repo = pygit2.Repository(str(self._local_remote))
-            else:
-                slug = hashlib.sha256(url.encode()).hexdigest()[:16]
-                self.path, self._owner_lock = _own_clone(cache_dir / slug, _safe(clone_name))
-                weakref.finalize(self, self._owner_lock.close)
-                self._repo = self._open_clone()
-        self.branch = branch or self._remote_default_branch()
-        self._branch_ref = f"refs/heads/{self.branch}"
-        self._tracking_ref = f"refs/gimletd/remote/{self.branch}"
+            return pygit2.Repository(str(self._local_remote))
+
+    @functools.cached_property
+    def branch(self) -> str:
+        """The branch written to: GITOPS_BRANCH, else the remote's default branch."""
+        return self._configured_branch or self._remote_default_branch()
+
+    @property
+    def _branch_ref(self) -> str:
+        return f"refs/heads/{self.branch}"
+
+    @property
+    def _tracking_ref(self) -> str:
+        return f"refs/gimletd/remote/{self.branch}"
 
     def close(self) -> None:
         """Give up this process's claim on its clone (it stays on disk for the next owner)."""

@@ -13,6 +13,7 @@ import redis
 from flask.testing import FlaskClient
 
 from api import create_app
+from api.enqueue import RELEASE_QUEUE
 from gimletd.models import EventStatus
 from gimletd.settings import Settings
 from tests.conftest import ADMIN
@@ -50,9 +51,9 @@ def test_an_accepted_artifact_is_enqueued_by_task_name(
     client: FlaskClient, fixtures_dir: Path, redis_url: str
 ) -> None:
     queue = redis.Redis.from_url(redis_url)
-    queue.delete("celery")
+    queue.delete(RELEASE_QUEUE)
     event_id = post(client, seed(fixtures_dir)).json["eventId"]
-    message = json.loads(queue.lpop("celery") or b"{}")
+    message = json.loads(queue.lpop(RELEASE_QUEUE) or b"{}")
     assert message["headers"]["task"] == "gimletd.events.process"
     assert event_id in message["headers"]["argsrepr"]
 

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr
 
 from api import create_app
+from api.enqueue import RELEASE_QUEUE
 from gimletd.settings import Settings
 from gimletd.store import ArtifactFilter, Store
 from tests.conftest import ADMIN
@@ -40,12 +41,12 @@ def seed(fixtures_dir: Path) -> dict[str, Any]:
 def nothing_left(store: Store, settings: Settings) -> Callable[[], None]:
     """Checks that what was stored and queued before the test is all there is."""
     queue = redis.Redis.from_url(settings.resolved_redis_url)
-    queued, audited = queue.llen("celery"), store.audit_entries()
+    queued, audited = queue.llen(RELEASE_QUEUE), store.audit_entries()
 
     def check() -> None:
         assert store.artifacts(ArtifactFilter(limit=10)) == []
         assert store.audit_entries() == audited
-        assert queue.llen("celery") == queued
+        assert queue.llen(RELEASE_QUEUE) == queued
 
     return check
 

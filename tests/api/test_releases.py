@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api import create_app
+from api.enqueue import RELEASE_QUEUE
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.settings import Settings
@@ -59,13 +60,13 @@ def test_an_ad_hoc_release_is_stored_as_an_event_of_the_caller_and_enqueued(
     client: FlaskClient, artifact_id: str, redis_url: str
 ) -> None:
     queue = redis.Redis.from_url(redis_url)
-    queue.delete("celery")
+    queue.delete(RELEASE_QUEUE)
     response = release(client, {"env": "staging", "artifactId": artifact_id})
     assert response.status_code == 201, response.json
     event = client.get(f"/api/event?id={response.json['id']}", headers=ADMIN).json
     assert (event["type"], event["triggeredBy"], event["status"]) == ("release", "admin", "new")
     assert event["artifactID"] == artifact_id
-    message = json.loads(queue.lpop("celery") or b"{}")
+    message = json.loads(queue.lpop(RELEASE_QUEUE) or b"{}")
     assert message["headers"]["task"] == "gimletd.events.process"
 
 
@@ -191,12 +192,12 @@ def test_history_and_status_wait_for_the_index_to_be_built(
     client: FlaskClient, redis_url: str
 ) -> None:
     queue = redis.Redis.from_url(redis_url)
-    queue.delete("celery")
+    queue.delete(RELEASE_QUEUE)
     response = client.get("/api/releases?env=staging", headers=ADMIN)
     assert response.status_code == 503
     assert response.json["retryAfter"] == 5
     assert response.headers["Retry-After"] == "5"
-    message = json.loads(queue.lpop("celery") or b"{}")
+    message = json.loads(queue.lpop(RELEASE_QUEUE) or b"{}")
     assert message["headers"]["task"] == "gimletd.index.sync"
 
 
@@ -259,11 +260,11 @@ def test_holds_are_listed_and_lifted_by_env_and_app(
     store.place_hold(indexed.url, hold)
     assert client.get("/api/holds?env=staging", headers=ADMIN).json[0]["placedBy"] == "bob"
     queue = redis.Redis.from_url(redis_url)
-    queue.delete("celery")
+    queue.delete(RELEASE_QUEUE)
     lifted = client.delete("/api/holds?env=staging&app=web", headers=ADMIN)
     assert lifted.status_code == 200 and lifted.json["liftedBy"] == "admin"
     assert store.hold(indexed.url, "staging", "web") is None
-    message = json.loads(queue.lpop("celery") or b"{}")
+    message = json.loads(queue.lpop(RELEASE_QUEUE) or b"{}")
     assert message["headers"]["task"] == "gimletd.gitops.drain"
 
 

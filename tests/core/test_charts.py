@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +40,14 @@ def chart_version(chart_dir: Path) -> str:
 
 
 @pytest.fixture
+def closed_port() -> int:
+    """A localhost port that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 @pytest.fixture
 def loader(tmp_path: Path) -> CachingChartLoader:
     return CachingChartLoader(tmp_path / "cache")

@@ -59,7 +59,11 @@ def release_artifact(template: dict[str, Any], n: int, envs: int) -> dict[str, A
 class Posted:
     """What the load generator saw: accepted events, and the answers it had to retry."""
 
+    def accepted_between(self, start: float, end: float) -> int:
+        return sum(start <= at <= end for at in self.accepted_at.values())
+
     accepted: dict[int, str] = field(default_factory=dict)  # artifact n -> event id
+    accepted_at: dict[int, float] = field(default_factory=dict)  # artifact n -> time.time()
     unavailable: int = 0  # 503s, retried after their Retry-After
     refused: list[str] = field(default_factory=list)  # anything else but 201: a breach
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,9 +132,12 @@ class Install:
 
     def post(
         self, artifacts: Iterable[tuple[int, dict[str, Any]]], *, clients: int = 8,
-        posted: Posted | None = None,
+        posted: Posted | None = None, pace: float = 0.0,
     ) -> Posted:  # fmt: skip
-        """Post the artifacts from `clients` threads; a 503 is retried after its Retry-After."""
+        """Post the artifacts from `clients` threads; a 503 is retried after its Retry-After.
+
+        Each client sends as fast as the API answers, or waits `pace` seconds between posts.
+        """
         posted = posted or Posted()
         pending = iter(artifacts)
         take = threading.Lock()
@@ -144,6 +151,7 @@ class Install:
                         return
                     n, body = item
                     self._post_one(client, n, body, posted)
+                    time.sleep(pace)
 
         threads = [threading.Thread(target=client_loop) for _ in range(clients)]
         for thread in threads:
@@ -165,6 +173,7 @@ class Install:
             if response.status_code == 201:
                 with posted.lock:
                     posted.accepted[n] = response.json()["eventId"]
+                    posted.accepted_at[n] = time.time()
                 return
             if response.status_code == 503 and "Retry-After" in response.headers:
                 with posted.lock:
@@ -223,6 +232,7 @@ class Outcome:
     kills: int = 0
     kills_mid_task: int = 0
     unavailable: int = 0
+    extra: dict[str, int] = field(default_factory=dict)  # what only one scenario counts
     breaches: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -231,7 +241,9 @@ class Outcome:
             f"commits {self.commits}, push rejections {self.push_rejections}, "
             f"write retries {self.write_retries}, "
             f"workers killed {self.kills} ({self.kills_mid_task} mid-task), "
-            f"503s retried {self.unavailable}, breaches {len(self.breaches)}"
+            f"503s retried {self.unavailable}, "
+            + "".join(f"{name.replace('_', ' ')} {value}, " for name, value in self.extra.items())
+            + f"breaches {len(self.breaches)}"
         )
 
 
@@ -312,7 +324,8 @@ def check(
     last: dict[str, str] = {}
     for event_id in sorted(events, key=seq.__getitem__):
         for result in events[event_id]["results"]:
-            last[result["env"]] = event_id
+            if result["status"] != "failure":  # a failed release leaves the app as it was
+                last[result["env"]] = event_id
     applied: dict[str, list[int]] = {}
     for commit in reversed(releases):
         applied.setdefault(commit.trailers["Gimlet-Env"], []).append(

@@ -159,11 +159,21 @@ def test_a_remote_on_disk_is_written_in_place(gitops_remote: Path, tmp_path: Pat
     assert "staging/frontend/deployment.yaml" in remote_files(gitops_remote)
 
 
-def test_an_unreachable_remote_is_a_gitops_error_naming_it(tmp_path: Path) -> None:
+def test_an_unreachable_remote_is_a_gitops_error_naming_it_at_first_use(tmp_path: Path) -> None:
+    """Opening costs nothing; using it fails, so a write counts the attempt and retries."""
+    on_disk = open_repo(str(tmp_path / "missing.git"), tmp_path)
     with pytest.raises(GitOpsError, match=r"missing\.git"):
-        open_repo(str(tmp_path / "missing.git"), tmp_path)
+        on_disk.fetch()
     with pytest.raises(GitOpsError, match=r"127\.0\.0\.1:9"):
-        open_repo("git://127.0.0.1:9/missing.git", tmp_path)
+        open_repo("git://127.0.0.1:9/missing.git", tmp_path).fetch()
+
+
+def test_a_remote_that_comes_back_is_used_again(tmp_path: Path) -> None:
+    repo = open_repo(str(tmp_path / "later.git"), tmp_path)
+    with pytest.raises(GitOpsError):
+        repo.fetch()
+    init_bare(tmp_path / "later.git")
+    assert repo.fetch() is None  # there now, and empty
 
 
 def _write_many(url: str, token: str | None, cache: str, name: str, count: int) -> int:

@@ -1,0 +1,92 @@
+"""The remote moves: a second writer pushes unrelated commits in a loop during a load run (I4)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gimletd.settings import Settings
+from tests.resilience.harness import Install, Outcome, check, release_artifact
+from tests.support import gitops
+
+ARTIFACTS = 300
+ENVIRONMENTS = 10
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "someone", "GIT_AUTHOR_EMAIL": "someone@example.com",
+    "GIT_COMMITTER_NAME": "someone", "GIT_COMMITTER_EMAIL": "someone@example.com",
+}  # fmt: skip
+
+
+class ForeignWriter(threading.Thread):
+    """Commits `infra/note-<n>.txt` and pushes it, again and again, as a person or a bot would.
+
+    A rejected push is rebased on the new head and pushed again; every commit
+    that made it to the remote is remembered.
+    """
+
+    def __init__(self, remote: Path, work: Path) -> None:
+        super().__init__()
+        self.remote, self.work = remote, work
+        self.env = {**os.environ, **GIT_IDENTITY}
+        self.pushed: list[str] = []
+        self.rejected = 0
+        self.stopping = threading.Event()
+
+    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(self.work), *args], env=self.env,
+                              capture_output=True, text=True, check=check)  # fmt: skip
+
+    def run(self) -> None:
+        subprocess.run(["git", "clone", "-q", str(self.remote), str(self.work)], check=True,
+                       env=self.env, capture_output=True)  # fmt: skip
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            note = self.work / "infra" / f"note-{n}.txt"
+            note.parent.mkdir(exist_ok=True)
+            note.write_text(f"note {n}\n")
+            self.git("add", "infra")
+            self.git("commit", "-q", "-m", f"infra: note {n}")
+            while self.git("push", "-q", "origin", "HEAD:main", check=False).returncode != 0:
+                self.rejected += 1
+                self.git("pull", "-q", "--rebase", "origin", "main")
+            self.pushed.append(f"infra: note {n}")
+
+
+@pytest.mark.slow
+def test_unrelated_commits_pushed_during_a_load_run_all_survive(
+    tmp_path: Path,
+    template: dict[str, Any],
+    install_settings: Settings,
+    start_install: Callable[..., Install],
+    report: Callable[[Outcome], None],
+) -> None:
+    install = start_install(install_settings, workers=3)
+    # The remote needs a main branch to clone: the first release makes it.
+    first = install.post([(0, release_artifact(template, 0, ENVIRONMENTS))])
+    install.wait_until_settled(first.accepted.values())
+    writer = ForeignWriter(install.remote, tmp_path / "someone")
+    writer.start()
+    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(1, ARTIFACTS))
+    posted = install.post(artifacts, clients=8, posted=first)
+    install.wait_until_settled(posted.accepted.values())
+    writer.stopping.set()
+    writer.join()
+
+    outcome = check("remote moves", install, posted)
+    subjects = {c.message.splitlines()[0] for c in gitops.messages(install.remote)}
+    lost = [subject for subject in writer.pushed if subject not in subjects]
+    outcome.breaches.extend(f"foreign commit lost: {subject} (I4)" for subject in lost)
+    tree = set(gitops.git(install.remote, "ls-tree", "--name-only", "main", "infra/").split())
+    missing = [n for n in range(1, len(writer.pushed) + 1) if f"infra/note-{n}.txt" not in tree]
+    outcome.breaches.extend(f"infra/note-{n}.txt gone from main (I4)" for n in missing)
+    outcome.extra.update(foreign_commits=len(writer.pushed), foreign_rejected=writer.rejected)
+    report(outcome)
+    assert len(writer.pushed) >= 10, "the second writer hardly ran"
+    assert sum(outcome.events.values()) == ARTIFACTS
