@@ -208,6 +208,7 @@ class GitopsRepository:
     def fetch(self) -> str | None:
         """The remote branch head (fetched into the clone); None when the branch is new."""
         if self._local_remote is not None:
+            self._require_local_remote()
             with self._git_errors("read the head of"):
                 ref = self._repo.references.get(self._branch_ref)
             return None if ref is None else str(ref.target)
@@ -403,6 +404,7 @@ class GitopsRepository:
     def _move_branch(self, commit: str, *, expected: str | None) -> None:
         """Compare-and-swap the branch of a remote on disk, under git's ref lock."""
         ref = self._branch_ref
+        self._require_local_remote()
         with self._git_errors("move the branch of"), self._repo.transaction() as transaction:
             try:
                 transaction.lock_ref(ref)
@@ -413,6 +415,14 @@ class GitopsRepository:
             if current_sha != expected:
                 raise PushRejected(f"push to {self.url} was rejected: {ref} moved to {current_sha}")
             transaction.set_target(ref, commit, message="push by GimletD")
+
+    def _require_local_remote(self) -> None:
+        """Fail unless the remote on disk is there: moved away or unmounted, its branch would
+        read as new, and libgit2 would recreate directories for a ref lock at its path."""
+        if not (self.path / "HEAD").is_file():
+            raise GitOpsError(
+                f"the GitOps repository {self.url} is not there (moved or unmounted?)"
+            )
 
     def _push(self, commit: str) -> None:
         temp_ref = f"refs/gimletd/push/{uuid.uuid4().hex}"

@@ -11,6 +11,7 @@ test, and lists every breach of the invariants of release-flow.md.
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 import threading
 import time
@@ -82,21 +83,29 @@ class Install:
         self.workers: list[Process] = []
         self.kills = 0
         self.kills_mid_task = 0
+        self._numbers = itertools.count()
+        self._names = threading.Lock()
 
     def start(self, *, workers: int = 3) -> None:
-        self.api, self.url = start_api(self.settings, self.log_dir)
-        self.processes.append(self.api)
-        for _ in range(workers):
-            self.add_worker()
-        notifier = start_worker(self.settings, self.log_dir, "notifier", queues="notifications")
-        self.processes.extend([notifier, start_beat(self.settings, self.log_dir)])
+        """Start every process at once and wait until each is ready."""
+        with ThreadPoolExecutor(max_workers=workers + 3) as pool:
+            api = pool.submit(start_api, self.settings, self.log_dir)
+            started = [pool.submit(self.add_worker) for _ in range(workers)]
+            notifier = pool.submit(start_worker, self.settings, self.log_dir, "notifier",
+                                   queues="notifications")  # fmt: skip
+            beat = pool.submit(start_beat, self.settings, self.log_dir)
+            self.api, self.url = api.result()
+            self.processes.extend([self.api, notifier.result(), beat.result()])
+            for worker in started:
+                worker.result()
 
     def add_worker(self) -> Process:
-        worker = start_worker(
-            self.settings, self.log_dir, f"w{len(self.processes)}", queues="gimletd"
-        )
-        self.processes.append(worker)
-        self.workers.append(worker)
+        with self._names:
+            name = f"w{next(self._numbers)}"
+        worker = start_worker(self.settings, self.log_dir, name, queues="gimletd")
+        with self._names:
+            self.processes.append(worker)
+            self.workers.append(worker)
         return worker
 
     def kill_busy_worker(self, *, wait: float = 3.0) -> None:
@@ -121,8 +130,9 @@ class Install:
         self.kills_mid_task += bool(_running_task(worker.log()))
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
+        """Stop every process at once (a Celery worker takes a second or two to shut down)."""
+        with ThreadPoolExecutor(max_workers=max(len(self.processes), 1)) as pool:
+            list(pool.map(Process.stop, self.processes))
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)

@@ -21,9 +21,9 @@ from sqlalchemy.engine import make_url
 from gimletd.settings import Settings
 from tests.resilience.harness import Install, Outcome, Posted, check, release_artifact
 
-ARTIFACTS = 200
+ARTIFACTS = 150
 ENVIRONMENTS = 10
-DOWN_FOR = 3.0
+DOWN_FOR = 2.0
 
 
 class Outage:

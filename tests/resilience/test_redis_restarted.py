@@ -13,7 +13,7 @@ from pytest_redis.executor import RedisExecutor
 from gimletd.settings import Settings
 from tests.resilience.harness import Install, Outcome, Posted, check, release_artifact
 
-ARTIFACTS = 200
+ARTIFACTS = 150
 ENVIRONMENTS = 10
 DOWN_FOR = 3.0
 

@@ -88,5 +88,5 @@ def test_unrelated_commits_pushed_during_a_load_run_all_survive(
     outcome.breaches.extend(f"infra/note-{n}.txt gone from main (I4)" for n in missing)
     outcome.extra.update(foreign_commits=len(writer.pushed), foreign_rejected=writer.rejected)
     report(outcome)
-    assert len(writer.pushed) >= 10, "the second writer hardly ran"
+    assert len(writer.pushed) >= 3, "the second writer hardly ran"
     assert sum(outcome.events.values()) == ARTIFACTS

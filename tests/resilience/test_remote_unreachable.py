@@ -32,7 +32,7 @@ def test_writes_wait_while_the_remote_is_away_and_land_when_it_returns(
     install = start_install(install_settings, workers=3)
     away = install.remote.with_name("gitops.away")
     posted = Posted()
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(200))
+    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(120))
     poster = threading.Thread(target=install.post, args=(artifacts,),
                               kwargs={"posted": posted, "clients": 4})  # fmt: skip
     poster.start()
@@ -47,7 +47,7 @@ def test_writes_wait_while_the_remote_is_away_and_land_when_it_returns(
     if outcome.write_retries == 0:
         outcome.breaches.append("no write was retried: the remote was never missed")
     report(outcome)
-    assert sum(outcome.events.values()) == 200
+    assert sum(outcome.events.values()) == 120
 
 
 @pytest.mark.slow

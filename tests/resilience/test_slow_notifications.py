@@ -34,7 +34,7 @@ from tests.support import gitops
 
 ARTIFACTS = 60
 ENVIRONMENTS = 10
-SLOW_SECONDS = 15.0
+SLOW_SECONDS = 10.0
 
 
 class Endpoints(BaseHTTPRequestHandler):

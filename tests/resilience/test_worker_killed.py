@@ -16,7 +16,7 @@ from gimletd.settings import Settings
 from tests.resilience.harness import Install, Outcome, Posted, check, release_artifact
 from workers.locks import LOCK_PREFIX
 
-ARTIFACTS = 300
+ARTIFACTS = 200
 ENVIRONMENTS = 10
 KILLS = 6
 

@@ -168,6 +168,26 @@ def test_an_unreachable_remote_is_a_gitops_error_naming_it_at_first_use(tmp_path
         open_repo("git://127.0.0.1:9/missing.git", tmp_path).fetch()
 
 
+def test_a_remote_on_disk_moved_away_mid_write_is_an_error_and_nothing_appears_in_its_place(
+    tmp_path: Path,
+) -> None:
+    """Its branch must not read as new, nor libgit2 recreate its directories for a ref lock."""
+    init_bare(tmp_path / "gitops.git")
+    repo = open_repo(str(tmp_path / "gitops.git"), tmp_path)
+    head = repo.write(change(), "first", head=None).commit
+    commit = repo.commit(change(content=b"a: 2\n"), "second", parent=head)
+    assert commit is not None
+    (tmp_path / "gitops.git").rename(tmp_path / "away.git")
+    with pytest.raises(GitOpsError, match="is not there"):
+        repo.fetch()
+    with pytest.raises(GitOpsError, match="is not there"):
+        repo.push(commit, expected=head)
+    assert not (tmp_path / "gitops.git").exists()
+    (tmp_path / "away.git").rename(tmp_path / "gitops.git")
+    repo.push(commit, expected=head)
+    assert repo.fetch() == commit
+
+
 def test_a_remote_that_comes_back_is_used_again(tmp_path: Path) -> None:
     repo = open_repo(str(tmp_path / "later.git"), tmp_path)
     with pytest.raises(GitOpsError):
