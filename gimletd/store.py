@@ -716,7 +716,8 @@ class Store:
             _audit(session, audit, event_row.id, target=stored.id)
             if poll_url is not None:
                 _register_app_repo(session, repository, poll_url)
-        return stored, self.event(event_row.id)
+        # A new event has no writes, statuses or notifications yet: no need to read it back.
+        return stored, _event_from_rows(event_row, [], {}, [])
 
     def create_event(
         self,

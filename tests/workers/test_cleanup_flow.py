@@ -28,6 +28,7 @@ from tests.conftest import ADMIN
 from tests.support import gitops
 from tests.support.processes import Process
 from tests.workers.conftest import on_branch, post_artifact, wait_for_event, wait_until
+from workers.celery import RELEASE_QUEUE
 
 StartWorkers = Callable[..., list[Process]]
 SECRET = "preview-cleanup-secret"
@@ -261,6 +262,7 @@ def test_a_preview_app_not_released_for_its_ttl_expires(
     deploy(client, built(with_cleanup(artifact, {"ttl": "72h"}), "slow-review"))
     assert "frontend-slow-review" in app_dirs(gitops_remote, "preview")
     scheduler = Celery(broker=settings.resolved_redis_url, set_as_current=False)
+    scheduler.conf.task_default_queue = RELEASE_QUEUE  # where beat would send it
     sent: list[str] = []
 
     def expire_at(moment: float) -> None:

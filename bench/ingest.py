@@ -1,0 +1,198 @@
+"""Ingestion: artifacts the API accepts per second, and their latency, under gunicorn.
+
+    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--api-workers 4]
+
+The API runs as production runs it (gunicorn, SQLite, a private redis-server to
+enqueue to; no Celery worker, so only ingestion is measured). The load comes
+from a separate process, `bench/ingest.py --generate`, that keeps
+`--connections` requests in flight for `--seconds`, each a `POST /api/artifact`
+of a distinct artifact, and times each request at the client.
+
+The baseline, measured in the same run on the same server, is `GET /health`:
+the same gunicorn, HTTP parsing and Flask dispatch with no validation, no
+database and no queue, so the ratio says what accepting an artifact costs on
+top of serving any request at all. It is a measurement: nothing asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from e2e import (  # beside this file
+    ADMIN_TOKEN,
+    Child,
+    _answers,
+    artifacts,
+    free_port,
+    percentile,
+    prepare_database,
+    raise_on_sigterm,
+    start_redis,
+)
+from reporting import ratio, save_result, source_version
+
+from gimletd.settings import Settings
+
+#: Distinct artifacts the generator cycles through (each post is a new event anyway).
+BODIES = 2000
+
+
+def generate(url: str, path: str, seconds: float, connections: int, bodies: Path | None) -> None:
+    """The load generator's process: print one JSON line of what it measured."""
+    host, port = url.removeprefix("http://").split(":")
+    payloads = json.loads(bodies.read_text()) if bodies else [None]
+    encoded = [None if p is None else json.dumps(p).encode() for p in payloads]
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    def client() -> None:
+        mine: list[float] = []
+        seen: Counter[int] = Counter()
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        while time.perf_counter() < deadline:
+            body = encoded[next(counter) % len(encoded)]
+            began = time.perf_counter()
+            try:
+                connection.request("POST" if body else "GET", path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                status = 0
+            mine.append(time.perf_counter() - began)
+            seen[status] += 1
+        with lock:
+            latencies.extend(mine)
+            statuses.update(seen)
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    ok = statuses[201] + statuses[200]
+    print(json.dumps({
+        "path": path, "requests": sum(statuses.values()), "ok": ok,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "per_second": ok / elapsed, "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99), "max_ms": 1000 * max(latencies, default=0),
+        "latencies_ms": sorted(round(1000 * x, 3) for x in sample(latencies, 2000)),
+    }))  # fmt: skip
+
+
+def sample(values: list[float], count: int) -> list[float]:
+    """About `count` values spread over `values`, for the latency plot."""
+    return values[:: max(1, len(values) // count)]
+
+
+def run_generator(url: str, path: str, options: argparse.Namespace, bodies: Path | None) -> Any:
+    command = [sys.executable, __file__, "--generate", url, "--path", path, "--seconds",
+               str(options.seconds), "--connections", str(options.connections)]  # fmt: skip
+    if bodies is not None:
+        command += ["--bodies", str(bodies)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(options: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="gimletd-ingest-"))
+    try:
+        (work / "logs").mkdir()
+        with contextlib.ExitStack() as stack:
+            redis_url, _ = start_redis(work, stack)
+            settings = Settings(data_dir=work / "data", gitops_repo=str(work / "gitops.git"),
+                                redis_url=redis_url, admin_token=ADMIN_TOKEN)  # fmt: skip
+            prepare_database(settings)
+            port = free_port()
+            command = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind",
+                       f"127.0.0.1:{port}", "--workers", str(options.api_workers)]  # fmt: skip
+            api = Child("api", command, settings.environment(inherit=os.environ), work / "logs")
+            stack.callback(api.stop)
+            url = f"http://127.0.0.1:{port}"
+            api.wait_until(lambda: _answers(f"{url}/health"), "answering")
+            bodies = work / "bodies.json"
+            made = artifacts(BODIES, 10, "http://127.0.0.1:1/charts")
+            bodies.write_text(json.dumps(made))
+            warm = argparse.Namespace(seconds=1.0, connections=options.connections)
+            run_generator(url, "/api/artifact", warm, bodies)  # warm-up, not counted
+            print(f"baseline: GET /health for {options.seconds:.0f}s", flush=True)
+            baseline = run_generator(url, "/health", options, None)
+            print(f"gimletd: POST /api/artifact for {options.seconds:.0f}s", flush=True)
+            gimletd = run_generator(url, "/api/artifact", options, bodies)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"gimletd": gimletd, "baseline": baseline}
+
+
+def report(options: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
+    gimletd, baseline = figures["gimletd"], figures["baseline"]
+    print(f"\n{'run':<24} {'ok':>7} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  other")
+    for name, run in (("POST /api/artifact", gimletd), ("GET /health (baseline)", baseline)):
+        others = {k: v for k, v in run["statuses"].items() if k not in ("200", "201")}
+        print(f"{name:<24} {run['ok']:>7} {run['per_second']:>8.0f} {run['p50_ms']:>8.1f} "
+              f"{run['p99_ms']:>8.1f} {run['max_ms']:>8.1f}  {others or ''}")  # fmt: skip
+    met = gimletd["per_second"] >= 1000 and gimletd["p99_ms"] < 50
+    print(
+        f"goal: >= 1000 artifacts/s with p99 < 50 ms: {'met' if met else 'NOT met'}; "
+        f"artifacts/s against /health: {ratio(gimletd['per_second'], baseline['per_second']):.2f}x"
+    )
+    print(f"source: {source_version()}; machine: {os.cpu_count()} CPUs; gunicorn "
+          f"--workers {options.api_workers}; {options.connections} connections from one "
+          "generator process")  # fmt: skip
+    return {"options": vars(options) | {"json": str(options.json)}, "source": source_version(),
+            "cpus": os.cpu_count(), "goal_met": met, **figures}  # fmt: skip
+
+
+def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (10)")
+    parser.add_argument("--connections", type=int, default=16, help="requests in flight (16)")
+    parser.add_argument("--api-workers", type=int, default=4, help="gunicorn workers (4)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/api/artifact", help=argparse.SUPPRESS)
+    parser.add_argument("--bodies", type=Path, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    if options.generate:
+        generate(options.generate, options.path, options.seconds, options.connections,
+                 options.bodies)  # fmt: skip
+        return 0
+    raise_on_sigterm()
+    try:
+        result = report(options, measure(options))
+    except KeyboardInterrupt:
+        return 130
+    path = save_result("ingest", result, options.json)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
