@@ -895,11 +895,14 @@ PROFILED_STORE = (
     "finish_write",
     "finish_event_if_done",
     "event",
+    "env_lock",
+    "hold",
+    "artifact_accepted_at",
 )
 #: Private names too, as they are where the time goes; the names of several versions of
 #: `gimletd.gitops.repository` are listed, and whichever exist are timed.
 PUSH_METHODS = ("_push_local", "_move_branch", "_push")
-PROFILED_REPO = ("fetch", "find_commit", "list_dir", "write", "_build_tree", *PUSH_METHODS)
+PROFILED_REPO = ("fetch", "find_commit", "list_dir", "commit", "_build_tree", *PUSH_METHODS)
 PROFILE_RELEASES = 60
 
 
@@ -1000,6 +1003,10 @@ PROFILE_STAGES = (
             "Store.finish_write",
         ),
     ),
+    (
+        "drain: lock, holds, acceptance times (SQLite)",
+        ("Store.env_lock", "Store.hold", "Store.artifact_accepted_at"),
+    ),
     ("drain: fetch the remote head (pygit2)", ("GitopsRepository.fetch",)),
     (
         "drain: look for its own commit, read <env>/<app>/",
@@ -1018,10 +1025,10 @@ def profile_stages(per_release: dict[str, float], total: float) -> dict[str, flo
     stages = {
         label: sum(per_release.get(key, 0.0) for key in keys) for label, keys in PROFILE_STAGES
     }
-    commit_object = per_release.get("GitopsRepository.write", 0.0) - sum(
-        per_release.get(f"GitopsRepository.{n}", 0.0) for n in ("_build_tree", *PUSH_METHODS)
+    commit_object = per_release.get("GitopsRepository.commit", 0.0) - per_release.get(
+        "GitopsRepository._build_tree", 0.0
     )
-    stages["drain: commit object and glue in write()"] = commit_object
+    stages["drain: commit object (pygit2)"] = commit_object
     stages["everything else (validation, logging, glue)"] = total - sum(stages.values())
     return stages
 
