@@ -6,8 +6,10 @@ shared instance. The chart fixtures come from `tests.support.charts`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -50,6 +52,15 @@ def fixtures_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"{path} is missing: the suite reads the shared fixtures beside the checkout")
     return path
+
+
+@pytest.fixture
+def artifact(fixtures_dir: Path, chart_repo_url: str) -> dict[str, Any]:
+    """The restored seed artifact with its charts pointed at the local chart repository."""
+    data: dict[str, Any] = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
+    for environment in data["environments"]:
+        environment["chart"]["repository"] = chart_repo_url
+    return data
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ run did and every invariant it breached, at the end of the session.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,6 @@ resilience_redis = factories.redis_proc(port=None)
 
 #: Every run's outcome, printed when the session ends.
 OUTCOMES: list[Outcome] = []
-
-
-@pytest.fixture
-def template(fixtures_dir: Path, chart_repo_url: str) -> dict[str, Any]:
-    """The restored seed artifact, its chart served by the session's Helm repository."""
-    data: dict[str, Any] = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
-    for environment in data["environments"]:
-        environment["chart"]["repository"] = chart_repo_url
-    return data
 
 
 @pytest.fixture

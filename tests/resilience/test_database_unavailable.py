@@ -48,7 +48,7 @@ class Outage:
 
 @pytest.mark.slow
 def test_the_database_going_away_gives_503s_and_loses_nothing(
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     postgres_admin_url: str,
     postgres_url: str,
@@ -59,7 +59,7 @@ def test_the_database_going_away_gives_503s_and_loses_nothing(
     install = start_install(settings, workers=3)
     outage = Outage(postgres_admin_url, settings.resolved_database_url)
     posted = Posted()
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
+    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
     poster = threading.Thread(target=install.post, args=(artifacts,),
                               kwargs={"posted": posted, "clients": 4})  # fmt: skip
     poster.start()

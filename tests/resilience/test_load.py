@@ -16,14 +16,14 @@ ENVIRONMENTS = 20
 
 @pytest.mark.slow
 def test_five_hundred_artifacts_to_twenty_environments(
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     start_install: Callable[..., Install],
     report: Callable[[Outcome], None],
 ) -> None:
     install = start_install(install_settings, workers=3)
     posted = install.post(
-        ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(ARTIFACTS)), clients=8
+        ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS)), clients=8
     )
     install.wait_until_settled(posted.accepted.values())
 

@@ -20,7 +20,7 @@ DOWN_FOR = 3.0
 
 @pytest.mark.slow
 def test_redis_restarted_while_artifacts_arrive_and_while_they_are_processed(
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     own_redis: RedisExecutor,
     start_install: Callable[..., Install],
@@ -28,7 +28,7 @@ def test_redis_restarted_while_artifacts_arrive_and_while_they_are_processed(
 ) -> None:
     install = start_install(install_settings, workers=3)
     posted = Posted()
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
+    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
     poster = threading.Thread(target=install.post, args=(artifacts,),
                               kwargs={"posted": posted, "clients": 4})  # fmt: skip
     poster.start()
@@ -44,7 +44,7 @@ def test_redis_restarted_while_artifacts_arrive_and_while_they_are_processed(
     poster.join()
 
     # During processing: the backlog is in Redis when it goes (and comes back empty).
-    more = ((n, release_artifact(template, n, ENVIRONMENTS))
+    more = ((n, release_artifact(artifact, n, ENVIRONMENTS))
             for n in range(ARTIFACTS, 2 * ARTIFACTS))  # fmt: skip
     install.post(more, posted=posted)
     own_redis.stop()

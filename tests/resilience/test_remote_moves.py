@@ -62,18 +62,18 @@ class ForeignWriter(threading.Thread):
 @pytest.mark.slow
 def test_unrelated_commits_pushed_during_a_load_run_all_survive(
     tmp_path: Path,
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     start_install: Callable[..., Install],
     report: Callable[[Outcome], None],
 ) -> None:
     install = start_install(install_settings, workers=3)
     # The remote needs a main branch to clone: the first release makes it.
-    first = install.post([(0, release_artifact(template, 0, ENVIRONMENTS))])
+    first = install.post([(0, release_artifact(artifact, 0, ENVIRONMENTS))])
     install.wait_until_settled(first.accepted.values())
     writer = ForeignWriter(install.remote, tmp_path / "someone")
     writer.start()
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(1, ARTIFACTS))
+    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(1, ARTIFACTS))
     posted = install.post(artifacts, clients=8, posted=first)
     install.wait_until_settled(posted.accepted.values())
     writer.stopping.set()

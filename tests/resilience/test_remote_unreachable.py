@@ -24,7 +24,7 @@ AWAY_FOR = 6.0
 
 @pytest.mark.slow
 def test_writes_wait_while_the_remote_is_away_and_land_when_it_returns(
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     start_install: Callable[..., Install],
     report: Callable[[Outcome], None],
@@ -32,7 +32,7 @@ def test_writes_wait_while_the_remote_is_away_and_land_when_it_returns(
     install = start_install(install_settings, workers=3)
     away = install.remote.with_name("gitops.away")
     posted = Posted()
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(120))
+    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(120))
     poster = threading.Thread(target=install.post, args=(artifacts,),
                               kwargs={"posted": posted, "clients": 4})  # fmt: skip
     poster.start()
@@ -52,20 +52,20 @@ def test_writes_wait_while_the_remote_is_away_and_land_when_it_returns(
 
 @pytest.mark.slow
 def test_writes_end_in_error_naming_the_remote_only_after_their_attempts(
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     start_install: Callable[..., Install],
     report: Callable[[Outcome], None],
 ) -> None:
     attempts = 3
     install = start_install(install_settings.model_copy(update={"max_attempts": attempts}))
-    first = install.post([(0, release_artifact(template, 0, ENVIRONMENTS))])
+    first = install.post([(0, release_artifact(artifact, 0, ENVIRONMENTS))])
     install.wait_until_settled(first.accepted.values())
     [first_commit] = [c.sha for c in gitops.messages(install.remote)]
     gone = install.remote.with_name("gitops.gone")
     install.remote.rename(gone)
     started = time.monotonic()
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(1, 6))
+    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(1, 6))
     posted = install.post(artifacts, posted=first)
     install.wait_until_settled(posted.accepted.values(), timeout=90)
     took = time.monotonic() - started

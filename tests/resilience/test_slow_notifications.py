@@ -75,7 +75,7 @@ def release_latencies(install: Install, posted: Posted) -> list[float]:
 
 @pytest.mark.slow
 def test_releases_land_while_their_notifications_are_still_on_their_way(
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     endpoints: str,
     start_install: Callable[..., Install],
@@ -90,7 +90,7 @@ def test_releases_land_while_their_notifications_are_still_on_their_way(
         }
     )
     install = start_install(settings, workers=3)
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
+    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
     posted = install.post(artifacts, clients=1, pace=0.1)
     install.wait_until_settled(posted.accepted.values(), timeout=120)
 

@@ -23,7 +23,7 @@ KILLS = 6
 
 @pytest.mark.slow
 def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
-    template: dict[str, Any],
+    artifact: dict[str, Any],
     install_settings: Settings,
     own_redis: RedisExecutor,
     start_install: Callable[..., Install],
@@ -31,7 +31,7 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
 ) -> None:
     install = start_install(install_settings, workers=3)
     posted = Posted()
-    artifacts = ((n, release_artifact(template, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
+    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
     poster = threading.Thread(target=install.post, args=(artifacts,), kwargs={"posted": posted,
                               "clients": 4})  # fmt: skip
     poster.start()

@@ -1,27 +1,15 @@
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
 from tests.conftest import ADMIN
 
 EVENT_TIMEOUT = 90.0
-
-
-@pytest.fixture
-def artifact(fixtures_dir: Path, chart_repo_url: str) -> dict[str, Any]:
-    """The restored seed artifact with its charts pointed at the local chart repository."""
-    data: dict[str, Any] = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
-    for environment in data["environments"]:
-        environment["chart"]["repository"] = chart_repo_url
-    return data
 
 
 def on_branch(
