@@ -417,8 +417,11 @@ class GitopsRepository:
             transaction.set_target(ref, commit, message="push by GimletD")
 
     def _require_local_remote(self) -> None:
-        """Fail unless the remote on disk is there: moved away or unmounted, its branch would
-        read as new, and libgit2 would recreate directories for a ref lock at its path."""
+        """Fail unless the remote on disk is there.
+
+        Moved away or unmounted, its branch would read as new, and libgit2 would
+        recreate directories at its path for a ref lock.
+        """
         if not (self.path / "HEAD").is_file():
             raise GitOpsError(
                 f"the GitOps repository {self.url} is not there (moved or unmounted?)"
