@@ -15,7 +15,7 @@ from tests.resilience.harness import Install, Outcome, Posted, check, release_ar
 
 ARTIFACTS = 150
 ENVIRONMENTS = 10
-DOWN_FOR = 3.0
+DOWN_FOR = 4.0
 
 
 @pytest.mark.slow
