@@ -171,7 +171,8 @@ class GitopsRepository:
             self.path = self._local_remote
         else:
             slug = hashlib.sha256(url.encode()).hexdigest()[:16]
-            self.path, self._owner_lock = _own_clone(cache_dir / slug, _safe(clone_name))
+            with self._git_errors("keep a clone of"):
+                self.path, self._owner_lock = _own_clone(cache_dir / slug, _safe(clone_name))
             weakref.finalize(self, self._owner_lock.close)
 
     # The repository is opened, and its branch looked up, on first use rather than here:
@@ -492,6 +493,7 @@ class GitopsRepository:
     def _remote_default_branch(self) -> str:
         """The remote's HEAD branch, or `main` for an empty remote."""
         if self._local_remote is not None:
+            self._require_local_remote()
             with self._git_errors("read HEAD of"):
                 local_head = self._repo.references.get("HEAD")
             if local_head is not None and local_head.type == pygit2.enums.ReferenceType.SYMBOLIC:

@@ -9,7 +9,6 @@ database refuses connections the API must answer 503 with a retry hint (never
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from gimletd.settings import Settings
-from tests.resilience.harness import Install, Outcome, Posted, check, release_artifact
+from tests.resilience.harness import Install, Outcome, check, releases
 
 ARTIFACTS = 150
 ENVIRONMENTS = 10
@@ -33,7 +32,7 @@ class Outage:
         self.admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         self.name = make_url(database_url).database
 
-    def __enter__(self) -> None:
+    def start(self) -> None:
         with self.admin.connect() as connection:
             connection.execute(text(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS false'))
             connection.execute(
@@ -41,7 +40,7 @@ class Outage:
                 {"n": self.name},
             )
 
-    def __exit__(self, *_: object) -> None:
+    def stop(self) -> None:
         with self.admin.connect() as connection:
             connection.execute(text(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS true'))
 
@@ -58,16 +57,14 @@ def test_the_database_going_away_gives_503s_and_loses_nothing(
     settings = install_settings.model_copy(update={"database_url": SecretStr(postgres_url)})
     install = start_install(settings, workers=3)
     outage = Outage(postgres_admin_url, settings.resolved_database_url)
-    posted = Posted()
-    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
-    poster = threading.Thread(target=install.post, args=(artifacts,),
-                              kwargs={"posted": posted, "clients": 4})  # fmt: skip
-    poster.start()
-    for _ in range(2):
-        time.sleep(1.0)
-        with outage:
-            time.sleep(DOWN_FOR)
-    poster.join()
+    third = ARTIFACTS // 3
+    posted = install.post(releases(artifact, range(third), ENVIRONMENTS))
+    for batch in (range(third, 2 * third), range(2 * third, ARTIFACTS)):
+        # The outage starts before the batch is posted and ends while its clients retry;
+        # the workers meet it too, with the previous batch still in their hands.
+        outage.start()
+        threading.Timer(DOWN_FOR, outage.stop).start()
+        install.post(releases(artifact, batch, ENVIRONMENTS), posted=posted)
     install.wait_until_settled(posted.accepted.values(), timeout=120)
 
     outcome = check("database unavailable", install, posted)

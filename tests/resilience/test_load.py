@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gimletd.settings import Settings
-from tests.resilience.harness import Install, Outcome, check, release_artifact
+from tests.resilience.harness import Install, Outcome, check, releases
 
 ARTIFACTS = 500
 ENVIRONMENTS = 20
@@ -22,9 +22,7 @@ def test_five_hundred_artifacts_to_twenty_environments(
     report: Callable[[Outcome], None],
 ) -> None:
     install = start_install(install_settings, workers=3)
-    posted = install.post(
-        ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS)), clients=8
-    )
+    posted = install.post(releases(artifact, range(ARTIFACTS), ENVIRONMENTS), clients=8)
     install.wait_until_settled(posted.accepted.values())
 
     outcome = check("load", install, posted)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gimletd.settings import Settings
-from tests.resilience.harness import Install, Outcome, check, release_artifact
+from tests.resilience.harness import Install, Outcome, check, releases
 from tests.support import gitops
 
 ARTIFACTS = 300
@@ -69,11 +69,11 @@ def test_unrelated_commits_pushed_during_a_load_run_all_survive(
 ) -> None:
     install = start_install(install_settings, workers=3)
     # The remote needs a main branch to clone: the first release makes it.
-    first = install.post([(0, release_artifact(artifact, 0, ENVIRONMENTS))])
+    first = install.post(releases(artifact, [0], ENVIRONMENTS))
     install.wait_until_settled(first.accepted.values())
     writer = ForeignWriter(install.remote, tmp_path / "someone")
     writer.start()
-    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(1, ARTIFACTS))
+    artifacts = releases(artifact, range(1, ARTIFACTS), ENVIRONMENTS)
     posted = install.post(artifacts, clients=8, posted=first)
     install.wait_until_settled(posted.accepted.values())
     writer.stopping.set()

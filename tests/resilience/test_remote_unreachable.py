@@ -7,7 +7,6 @@ with back-off; only a write out of attempts ends the event in `error`.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from gimletd.settings import Settings
-from tests.resilience.harness import Install, Outcome, Posted, check, release_artifact
+from tests.resilience.harness import Install, Outcome, check, releases
 from tests.support import gitops
 
 ENVIRONMENTS = 10
@@ -31,16 +30,12 @@ def test_writes_wait_while_the_remote_is_away_and_land_when_it_returns(
 ) -> None:
     install = start_install(install_settings, workers=3)
     away = install.remote.with_name("gitops.away")
-    posted = Posted()
-    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(120))
-    poster = threading.Thread(target=install.post, args=(artifacts,),
-                              kwargs={"posted": posted, "clients": 4})  # fmt: skip
-    poster.start()
-    time.sleep(1.0)
+    posted = install.post(releases(artifact, range(60), ENVIRONMENTS))
     install.remote.rename(away)
-    time.sleep(AWAY_FOR)
+    gone = time.monotonic()
+    install.post(releases(artifact, range(60, 120), ENVIRONMENTS), posted=posted)
+    time.sleep(max(0.0, AWAY_FOR - (time.monotonic() - gone)))
     away.rename(install.remote)
-    poster.join()
     install.wait_until_settled(posted.accepted.values(), timeout=150)
 
     outcome = check("remote unreachable, then back", install, posted)
@@ -59,13 +54,13 @@ def test_writes_end_in_error_naming_the_remote_only_after_their_attempts(
 ) -> None:
     attempts = 3
     install = start_install(install_settings.model_copy(update={"max_attempts": attempts}))
-    first = install.post([(0, release_artifact(artifact, 0, ENVIRONMENTS))])
+    first = install.post(releases(artifact, [0], ENVIRONMENTS))
     install.wait_until_settled(first.accepted.values())
     [first_commit] = [c.sha for c in gitops.messages(install.remote)]
     gone = install.remote.with_name("gitops.gone")
     install.remote.rename(gone)
     started = time.monotonic()
-    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(1, 6))
+    artifacts = releases(artifact, range(1, 6), ENVIRONMENTS)
     posted = install.post(artifacts, posted=first)
     install.wait_until_settled(posted.accepted.values(), timeout=90)
     took = time.monotonic() - started

@@ -28,7 +28,7 @@ from tests.resilience.harness import (
     Posted,
     check,
     fetch_events,
-    release_artifact,
+    releases,
 )
 from tests.support import gitops
 
@@ -90,7 +90,7 @@ def test_releases_land_while_their_notifications_are_still_on_their_way(
         }
     )
     install = start_install(settings, workers=3)
-    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
+    artifacts = releases(artifact, range(ARTIFACTS), ENVIRONMENTS)
     posted = install.post(artifacts, clients=1, pace=0.1)
     install.wait_until_settled(posted.accepted.values(), timeout=120)
 

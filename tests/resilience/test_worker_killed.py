@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,10 +12,10 @@ import redis
 from pytest_redis.executor import RedisExecutor
 
 from gimletd.settings import Settings
-from tests.resilience.harness import Install, Outcome, Posted, check, release_artifact
+from tests.resilience.harness import Install, Outcome, check, releases
 from workers.locks import LOCK_PREFIX
 
-ARTIFACTS = 200
+ARTIFACTS = 160
 ENVIRONMENTS = 10
 KILLS = 6
 
@@ -30,18 +29,17 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
     report: Callable[[Outcome], None],
 ) -> None:
     install = start_install(install_settings, workers=3)
-    posted = Posted()
-    artifacts = ((n, release_artifact(artifact, n, ENVIRONMENTS)) for n in range(ARTIFACTS))
-    poster = threading.Thread(target=install.post, args=(artifacts,), kwargs={"posted": posted,
-                              "clients": 4})  # fmt: skip
-    poster.start()
+    # Paced so that writes go on through all the kills (each waits for its replacement).
+    posted, poster = install.post_in_background(
+        releases(artifact, range(ARTIFACTS), ENVIRONMENTS), clients=2, pace=0.15
+    )
     chance = random.Random(8)
     for _ in range(KILLS):
         time.sleep(chance.uniform(0.3, 1.0))
         install.kill_busy_worker()
         install.add_worker()
-    last_kill = time.monotonic()
     poster.join()
+    last_kill = time.monotonic()  # or the last artifact, which came later
     install.wait_until_settled(posted.accepted.values(), timeout=90)
     settled_after = time.monotonic() - last_kill
 
@@ -56,5 +54,5 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
         outcome.breaches.append(f"locks left behind after everything settled: {locks}")
     report(outcome)
     assert outcome.kills == KILLS
-    assert outcome.kills_mid_task >= KILLS // 2, "the kills missed the workers' tasks"
+    assert outcome.kills_mid_task >= KILLS // 2, "the kills missed the releases in progress"
     assert sum(outcome.events.values()) == ARTIFACTS
