@@ -307,11 +307,15 @@ def check(
     posted: Posted,
     *,
     allowed: Callable[[dict[str, Any]], bool] = lambda result: result["status"] in RELEASED,
+    unacknowledged: bool = False,
 ) -> Outcome:
     """Read back the run through the API, the database and git; list every breach.
 
     - every accepted artifact's event is terminal, each environment released or
       superseded (I1, I5), and `allowed` decides what else a test may accept;
+    - no other event is stored, unless `unacknowledged` allows events whose
+      client was answered with an error after the database had committed them
+      (a connection cut during COMMIT); those are checked like the others;
     - each successful (event, env) is on the remote exactly once, as the event
       says, and no other release commit is (I2);
     - each environment's releases follow acceptance order and its app ends on
@@ -325,12 +329,21 @@ def check(
     breaches = outcome.breaches
     breaches.extend(f"not accepted: {refusal}" for refusal in posted.refused)
     events = fetch_events(install, posted.accepted.values())
+    seq = acceptance_order(install.settings)
+    unknown = [event_id for event_id in seq if event_id not in events]
+    if unknown:
+        outcome.extra["events_stored_behind_an_error"] = len(unknown)
+        if not unacknowledged:
+            breaches.append(f"{len(unknown)} events stored that no client was told of: {unknown}")
+    acknowledged = set(events)
+    events.update(fetch_events(install, unknown))
     for event_id, event in events.items():
-        outcome.events[event["status"]] += 1
+        counted = event_id in acknowledged
+        outcome.events[event["status"]] += counted
         if event["status"] == "new":
             breaches.append(f"event {event_id} is not terminal (I5)")
         for result in event["results"]:
-            outcome.results[result["status"]] += 1
+            outcome.results[result["status"]] += counted
             if not allowed(result):
                 breaches.append(f"event {event_id} {result['env']}: {result}")
 
@@ -356,7 +369,6 @@ def check(
                 f"{key} reported as a success in {sha}, but main has {commit_of.get(key)}"
             )
 
-    seq = acceptance_order(install.settings)
     last: dict[str, str] = {}
     for event_id in sorted(events, key=seq.__getitem__):
         for result in events[event_id]["results"]:
