@@ -69,9 +69,6 @@ def releases(
 class Posted:
     """What the load generator saw: accepted events, and the answers it had to retry."""
 
-    def accepted_between(self, start: float, end: float) -> int:
-        return sum(start <= at <= end for at in self.accepted_at.values())
-
     accepted: dict[int, str] = field(default_factory=dict)  # artifact n -> event id
     accepted_at: dict[int, float] = field(default_factory=dict)  # artifact n -> time.time()
     unavailable: int = 0  # 503s, retried after their Retry-After
