@@ -43,6 +43,7 @@ from e2e import (  # beside this file
     raise_on_sigterm,
     start_redis,
 )
+from pydantic import SecretStr
 from reporting import ratio, save_result, source_version
 
 from gimletd.settings import Settings
@@ -123,8 +124,10 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
         (work / "logs").mkdir()
         with contextlib.ExitStack() as stack:
             redis_url, _ = start_redis(work, stack)
+            database_url = SecretStr(options.database_url) if options.database_url else None
             settings = Settings(data_dir=work / "data", gitops_repo=str(work / "gitops.git"),
-                                redis_url=redis_url, admin_token=ADMIN_TOKEN)  # fmt: skip
+                                redis_url=redis_url, admin_token=ADMIN_TOKEN,
+                                database_url=database_url)  # fmt: skip
             prepare_database(settings)
             port = free_port()
             command = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind",
@@ -171,6 +174,10 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (10)")
     parser.add_argument("--connections", type=int, default=16, help="requests in flight (16)")
     parser.add_argument("--api-workers", type=int, default=4, help="gunicorn workers (4)")
+    parser.add_argument(
+        "--database-url",
+        help="an empty database for GimletD (default: SQLite in a temporary directory)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/api/artifact", help=argparse.SUPPRESS)

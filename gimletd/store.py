@@ -31,7 +31,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -41,17 +41,19 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
     delete,
     event,
     func,
+    insert,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -689,35 +691,38 @@ class Store:
             "tag": version.tag,
             "sha": version.sha,
         }
-        event_row = EventRow(
-            id=str(uuid.uuid4()),
-            created=created,
-            type=EventType.ARTIFACT.value,
-            blob="",
-            status=EventStatus.NEW.value,
-            status_desc="",
-            artifact_id=stored.id,
-            triggered_by=triggered_by,
-            touched_at=_now(),
+        event_values: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "created": created,
+            "type": EventType.ARTIFACT.value,
+            "blob": "",
+            "status": EventStatus.NEW.value,
+            "status_desc": "",
+            "artifact_id": stored.id,
+            "triggered_by": triggered_by,
+            "touched_at": _now(),
             **columns,
-        )
+        }
+        # Core inserts, not the ORM's unit of work: this is the API's hot path, and
+        # none of these rows is read back in the transaction.
         with self.session() as session:
-            session.add(
-                ArtifactRow(
-                    id=stored.id,
-                    created=created,
-                    accepted_at=_now(),
-                    blob=json.dumps(stored.to_json()),
+            session.execute(
+                insert(_table(ArtifactRow)),
+                {
+                    "id": stored.id,
+                    "created": created,
+                    "accepted_at": _now(),
+                    "blob": json.dumps(stored.to_json()),
                     **columns,
-                )
+                },
             )
-            session.add(event_row)
+            session.execute(insert(_table(EventRow)), event_values)
             _note_branch(session, repository, version)
-            _audit(session, audit, event_row.id, target=stored.id)
+            _audit(session, audit, event_values["id"], target=stored.id)
             if poll_url is not None:
                 _register_app_repo(session, repository, poll_url)
         # A new event has no writes, statuses or notifications yet: no need to read it back.
-        return stored, _event_from_rows(event_row, [], {}, [])
+        return stored, _event_from_rows(EventRow(**event_values), [], {}, [])
 
     def create_event(
         self,
@@ -1846,8 +1851,11 @@ class Store:
         about the token itself.
         """
         now = _now() if now is None else now
+        # Every API request asks this: the table's columns, not an ORM entity to track.
         with self.session() as session:
-            row = session.scalar(select(UserRow).where(UserRow.token_hash == hash_token(token)))
+            row = session.execute(
+                select(_table(UserRow)).where(UserRow.token_hash == hash_token(token))
+            ).first()
             if row is None or (row.expires_at is not None and row.expires_at <= now):
                 return None
             return _user(row)
@@ -2075,6 +2083,11 @@ def _event_from_rows(
     )
 
 
+def _table(row_class: type[Base]) -> Table:
+    """The table of a row class, for Core statements on hot paths (no unit of work)."""
+    return cast(Table, row_class.__table__)
+
+
 def _dialect_insert(session: Session, table: type[Base]) -> Any:
     """An INSERT that knows `ON CONFLICT`, in the dialect of the session's database."""
     if session.get_bind().dialect.name == "postgresql":
@@ -2215,17 +2228,21 @@ def _note_branch(session: Session, repository: str, version: Version) -> None:
     branch = version.branch or version.source_branch
     if not branch:
         return
-    pushed = version.event is GitEvent.PUSH
-    now = _now()
-    _ensure_branch(session, repository, branch)
-    values: dict[str, Any] = {"deleted_at": None, "deletion_event_id": ""}
-    if pushed:
-        values["seen_at"] = now
-    session.execute(
-        update(BranchRow)
-        .where(BranchRow.repository == repository, BranchRow.branch == branch)
-        .values(**values)
+    upsert = _dialect_insert(session, BranchRow)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["repository", "branch"],
+        set_={
+            "seen_at": func.coalesce(upsert.excluded.seen_at, BranchRow.seen_at),
+            "deleted_at": None,
+            "deletion_event_id": "",
+        },
     )
+    seen_at = _now() if version.event is GitEvent.PUSH else None
+    session.execute(
+        upsert,
+        {"repository": repository, "branch": branch, "seen_at": seen_at,
+         "deleted_at": None, "deletion_event_id": ""},
+    )  # fmt: skip
 
 
 def _ensure_branch(session: Session, repository: str, branch: str) -> None:
@@ -2406,16 +2423,17 @@ def _audit(
     """
     if entry is None:
         return
-    session.add(
-        AuditRow(
-            at=entry.at,
-            login=entry.login[:256],
-            address=entry.address[:64],
-            action=entry.action[:32],
-            target=(entry.target or target)[:1024],
-            detail=json.dumps(entry.detail),
-            event_id=(entry.event_id or event_id)[:64],
-        )
+    session.execute(
+        insert(_table(AuditRow)),
+        {
+            "at": entry.at,
+            "login": entry.login[:256],
+            "address": entry.address[:64],
+            "action": entry.action[:32],
+            "target": (entry.target or target)[:1024],
+            "detail": json.dumps(entry.detail),
+            "event_id": (entry.event_id or event_id)[:64],
+        },
     )
 
 
@@ -2447,7 +2465,7 @@ def _user_row(session: Session, login: str) -> UserRow:
     return row
 
 
-def _user(row: UserRow) -> UserInfo:
+def _user(row: UserRow | Row[Any]) -> UserInfo:
     return UserInfo(
         login=row.login,
         role=Role(row.role),
