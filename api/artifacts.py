@@ -7,12 +7,12 @@ from pydantic import ValidationError
 
 from api.auth import audit, authenticate, current_user
 from api.errors import ApiError
-from api.query import int_param, text_param, time_param
+from api.query import idempotency_key, int_param, text_param, time_param
 from api.services import services
 from gimletd import yamlsafe
 from gimletd.app_repos import app_repo_url, needs_branch_polling
-from gimletd.errors import PolicyError, TemplateError, UnsafeYAML
-from gimletd.models import Artifact, GitEvent
+from gimletd.errors import Conflict, PolicyError, TemplateError, UnsafeYAML
+from gimletd.models import Artifact, Event, GitEvent
 from gimletd.policy import check_cleanup_policy, check_deploy_policy
 from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ArtifactFilter
 from gimletd.templating import check_manifest_templates
@@ -30,21 +30,59 @@ def save_artifact() -> tuple[Response, int]:
     Answers 201 once both are in the database (I1), whether or not the queue
     took the event: the sweep enqueues what the queue missed. An artifact with a
     cleanup policy registers its repository for branch polling.
+
+    With an `Idempotency-Key`, a push repeated with the same key and artifact
+    (a client retrying a 503 or a timeout whose first try was stored after all)
+    answers 200 with the first push's artifact and event, `duplicate: true`, and
+    stores nothing.
     """
     artifact = parse_artifact(request.get_data(cache=False))
-    stored, event = services().store.create_artifact(
-        artifact,
-        triggered_by=current_user().login,
-        poll_url=app_repo_url(artifact) if needs_branch_polling(artifact) else None,
-        audit=audit(
-            "artifact.push",
-            "",  # the store names the artifact by the id it gives it
-            repository=artifact.version.repository_name,
-            sha=artifact.version.sha,
-        ),
-    )
+    login = current_user().login
+    key = idempotency_key(login, "artifact")
+    store = services().store
+    if key is not None and (earlier := store.event_with_key(key)) is not None:
+        return _repeated_push(earlier, artifact)
+    try:
+        stored, event = store.create_artifact(
+            artifact,
+            triggered_by=login,
+            poll_url=app_repo_url(artifact) if needs_branch_polling(artifact) else None,
+            audit=audit(
+                "artifact.push",
+                "",  # the store names the artifact by the id it gives it
+                repository=artifact.version.repository_name,
+                sha=artifact.version.sha,
+            ),
+            dedupe_key=key,
+        )
+    except Conflict:
+        # The same key arrived twice at once, and the other request stored it first.
+        if key is None or (earlier := store.event_with_key(key)) is None:
+            raise
+        return _repeated_push(earlier, artifact)
     services().enqueuer.process_event(event.id)
     return jsonify({**stored.to_json(), "eventId": event.id}), 201
+
+
+def _repeated_push(earlier: Event, artifact: Artifact) -> tuple[Response, int]:
+    """The answer to a push whose `Idempotency-Key` was used before.
+
+    :raise 422: when the key came with another artifact: reusing a key is a
+        client's mistake, and storing either one silently would hide it.
+    """
+    stored = services().store.artifact(earlier.artifact_id)
+    if _comparable(stored) != _comparable(artifact):
+        raise ApiError(
+            422,
+            f"this Idempotency-Key was used for another artifact ({stored.id}): "
+            "send a new key with each new artifact",
+        )
+    return jsonify({**stored.to_json(), "eventId": earlier.id, "duplicate": True}), 200
+
+
+def _comparable(artifact: Artifact) -> dict[str, object]:
+    """The artifact as the client sent it: without the id and time the store gave it."""
+    return {**artifact.to_json(), "id": None, "created": None}
 
 
 def parse_artifact(body: bytes) -> Artifact:

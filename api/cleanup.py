@@ -7,15 +7,13 @@ on its own (`api/webhooks.py`). Both end in `accept_cleanup_report`.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from pydantic import Field, field_validator
 
 from api.auth import audit, authenticate, current_user
-from api.errors import ApiError
-from api.query import json_body
+from api.query import idempotency_key, json_body
 from api.services import services
 from gimletd.gitops.layout import public_repo_url
 from gimletd.models import AuditEntry, CleanupEvent, Model, Name, check_ref_name
@@ -23,9 +21,6 @@ from gimletd.webhooks import CleanupReport
 
 blueprint = Blueprint("cleanup", __name__, url_prefix="/api")
 blueprint.before_request(authenticate)
-
-#: Longest `Idempotency-Key` or `X-GitHub-Delivery` accepted.
-MAX_DEDUPE_KEY = 200
 
 
 class BranchDeletedRequest(Model):
@@ -119,10 +114,6 @@ def _idempotency_key(report: CleanupReport) -> str | None:
     Scoped to the user and to what is reported: the same key sent with another
     branch or kind is another report, not a repeat.
     """
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
-        return None
-    if len(key) > MAX_DEDUPE_KEY:
-        raise ApiError(400, f"the Idempotency-Key is longer than {MAX_DEDUPE_KEY} characters")
-    scope = [current_user().login, report.kind.value, report.repository, report.branch, key]
-    return "api:" + hashlib.sha256("\x00".join(scope).encode()).hexdigest()
+    return idempotency_key(
+        current_user().login, report.kind.value, report.repository, report.branch
+    )

@@ -85,8 +85,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/api/artifact",
         "artifacts.save_artifact",
-        {201: schemas.ArtifactAccepted},
+        {201: schemas.ArtifactAccepted, 200: schemas.ArtifactAccepted},
         body=Artifact,
+        headers=("Idempotency-Key",),
     ),
     Operation(
         "get",

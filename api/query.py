@@ -1,7 +1,8 @@
-"""Parsing of query parameters, strict and with messages that name the parameter."""
+"""Parsing of query parameters and request headers, strict, with messages that name them."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 
@@ -13,6 +14,9 @@ from gimletd.models import DNS_LABEL_MAX, check_dns_label
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 UNENCODED_PLUS = re.compile(r"\d \d{2}:\d{2}$")
+
+#: Longest `Idempotency-Key` or `X-GitHub-Delivery` accepted.
+MAX_DEDUPE_KEY = 200
 
 
 def text_param(name: str, *, max_length: int = 512) -> str | None:
@@ -60,6 +64,23 @@ def json_body() -> bytes:
     if not body.strip():
         raise ApiError(400, "the request body is empty: send JSON")
     return body
+
+
+def idempotency_key(*scope: str) -> str | None:
+    """The `Idempotency-Key` header as a dedupe key, None when the request has none.
+
+    The key counts within `scope` (the user, and what the request is about), so
+    one client's key never matches another's request. It is hashed: stored keys
+    have one length whatever the client sent.
+
+    :raise 400: for a key longer than MAX_DEDUPE_KEY.
+    """
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return None
+    if len(key) > MAX_DEDUPE_KEY:
+        raise ApiError(400, f"the Idempotency-Key is longer than {MAX_DEDUPE_KEY} characters")
+    return "api:" + hashlib.sha256("\x00".join([*scope, key]).encode()).hexdigest()
 
 
 def bool_param(name: str) -> bool:

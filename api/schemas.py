@@ -33,9 +33,13 @@ class Ready(Model):
 
 
 class ArtifactAccepted(Artifact):
-    """A stored artifact with the event that releases it by policy."""
+    """A stored artifact with the event that releases it by policy.
+
+    `duplicate` when it answers a push repeated with the same `Idempotency-Key`.
+    """
 
     event_id: str = Field(alias="eventId")
+    duplicate: bool | None = None
 
 
 class EventAnswer(Event):

@@ -14,8 +14,9 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.cleanup import MAX_DEDUPE_KEY, accept_cleanup_report
+from api.cleanup import accept_cleanup_report
 from api.errors import ApiError
+from api.query import MAX_DEDUPE_KEY
 from api.services import services
 from gimletd.webhooks import Ignored, github_cleanup_report, signature_matches
 

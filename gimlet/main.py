@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from gimlet.client import ApiError, Client
 console = Console()
 errors = Console(stderr=True)
 
+#: Tries of `artifact push` (1, 2, 4, 8 s apart unless the server says otherwise).
+PUSH_ATTEMPTS = 5
 #: What `--wait` polls for, and how often.
 POLL_SECONDS = 1.0
 APPLIED = "ReconciliationSucceeded"
@@ -180,18 +183,31 @@ def artifact_add(
 
 @artifact.command("push")
 @click.option("-f", "--file", "path", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option(
+    "--attempts",
+    type=click.IntRange(min=1),
+    default=PUSH_ATTEMPTS,
+    show_default=True,
+    help="Tries while the server is unreachable or busy (one Idempotency-Key: stored once).",
+)
 @wait_options
 @output_option
 @connected
 def artifact_push(
-    client: Client, path: Path, wait: bool, applied: bool, timeout: float, output: str
+    client: Client,
+    path: Path,
+    attempts: int,
+    wait: bool,
+    applied: bool,
+    timeout: float,
+    output: str,
 ) -> None:
     """Push the artifact; print its id. With --wait, exit 1 unless it was released everywhere."""
     try:
         body = artifacts.read(path)
     except ArtifactFileError as exc:
         raise click.UsageError(str(exc)) from None
-    stored = client.post("/api/artifact", body)
+    stored = client.post_idempotent("/api/artifact", body, key=str(uuid.uuid4()), attempts=attempts)
     click.echo(stored["id"])
     if wait:
         event = follow(client, stored["eventId"], applied=applied, timeout=timeout)

@@ -669,12 +669,16 @@ class Store:
         triggered_by: str,
         poll_url: str | None = None,
         audit: AuditEntry | None = None,
+        dedupe_key: str | None = None,
     ) -> tuple[Artifact, Event]:
         """Store an artifact and the event that will release it, in one transaction (I1).
 
         The artifact's branch is noted as existing (see `BranchRow`). With a
         `poll_url`, its repository is registered for branch polling at that URL
         ("" when none could be derived: the poll then reports that it needs one).
+
+        :raise Conflict: when an event with `dedupe_key` exists already (see
+            `event_with_key`); nothing is stored then.
         """
         created = int(_now())
         repository = artifact.version.repository_name
@@ -701,6 +705,7 @@ class Store:
             "artifact_id": stored.id,
             "triggered_by": triggered_by,
             "touched_at": _now(),
+            "dedupe_key": dedupe_key,
             **columns,
         }
         # Core inserts, not the ORM's unit of work: this is the API's hot path, and

@@ -15,6 +15,7 @@ import itertools
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +73,7 @@ class Posted:
     accepted: dict[int, str] = field(default_factory=dict)  # artifact n -> event id
     accepted_at: dict[int, float] = field(default_factory=dict)  # artifact n -> time.time()
     unavailable: int = 0  # 503s, retried after their Retry-After
+    repeated: int = 0  # retries answered with the first try, stored behind its 503 (200)
     refused: list[str] = field(default_factory=list)  # anything else but 201: a breach
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -193,18 +195,22 @@ class Install:
 
     @staticmethod
     def _post_one(client: httpx.Client, n: int, body: dict[str, Any], posted: Posted) -> None:
+        """Post one artifact as `gimlet artifact push` does: one Idempotency-Key for its tries."""
         deadline = time.monotonic() + 60
+        key = {"Idempotency-Key": str(uuid.uuid4())}
         while time.monotonic() < deadline:
             try:
-                response = client.post("/api/artifact", json=body)
+                response = client.post("/api/artifact", json=body, headers=key)
             except httpx.TransportError as exc:
                 with posted.lock:
                     posted.refused.append(f"artifact {n}: {type(exc).__name__}")
                 return
-            if response.status_code == 201:
+            repeated = response.status_code == 200 and response.json().get("duplicate") is True
+            if response.status_code == 201 or repeated:
                 with posted.lock:
                     posted.accepted[n] = response.json()["eventId"]
                     posted.accepted_at[n] = time.time()
+                    posted.repeated += repeated
                 return
             if response.status_code == 503 and "Retry-After" in response.headers:
                 with posted.lock:
@@ -304,15 +310,14 @@ def check(
     posted: Posted,
     *,
     allowed: Callable[[dict[str, Any]], bool] = lambda result: result["status"] in RELEASED,
-    unacknowledged: bool = False,
 ) -> Outcome:
     """Read back the run through the API, the database and git; list every breach.
 
     - every accepted artifact's event is terminal, each environment released or
       superseded (I1, I5), and `allowed` decides what else a test may accept;
-    - no other event is stored, unless `unacknowledged` allows events whose
-      client was answered with an error after the database had committed them
-      (a connection cut during COMMIT); those are checked like the others;
+    - no other event is stored: a push the database committed behind an error
+      (a connection cut during COMMIT) was answered by its retry, which carried
+      the same Idempotency-Key;
     - each successful (event, env) is on the remote exactly once, as the event
       says, and no other release commit is (I2);
     - each environment's releases follow acceptance order and its app ends on
@@ -329,18 +334,15 @@ def check(
     seq = acceptance_order(install.settings)
     unknown = [event_id for event_id in seq if event_id not in events]
     if unknown:
-        outcome.extra["events_stored_behind_an_error"] = len(unknown)
-        if not unacknowledged:
-            breaches.append(f"{len(unknown)} events stored that no client was told of: {unknown}")
-    acknowledged = set(events)
-    events.update(fetch_events(install, unknown))
+        breaches.append(f"{len(unknown)} events stored that no client was told of: {unknown}")
+    if posted.repeated:
+        outcome.extra["retries_answered_by_the_first_push"] = posted.repeated
     for event_id, event in events.items():
-        counted = event_id in acknowledged
-        outcome.events[event["status"]] += counted
+        outcome.events[event["status"]] += 1
         if event["status"] == "new":
             breaches.append(f"event {event_id} is not terminal (I5)")
         for result in event["results"]:
-            outcome.results[result["status"]] += counted
+            outcome.results[result["status"]] += 1
             if not allowed(result):
                 breaches.append(f"event {event_id} {result['env']}: {result}")
 

@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 from flask import Flask
+from pytest_httpserver import HTTPServer
 from werkzeug.serving import make_server
+from werkzeug.wrappers import Request as WerkzeugRequest
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gimlet.main import main
 from gimletd.settings import Settings
@@ -161,3 +165,76 @@ def test_an_environment_config_renders_locally(
     broken.write_text(yaml.safe_dump({**staging, "app": "{{ .MISSING }}"}))
     failed = gimlet("manifest", "template", "-f", str(broken))
     assert failed.exit_code == 1 and "MISSING" in failed.output
+
+
+class LossyFront:
+    """A proxy before the API that passes each push on but answers some as the network might.
+
+    `failures` lists, in order, what the client gets instead of the API's answer
+    to its first pushes (the API has stored them all the same): a status.
+    """
+
+    def __init__(self, api: str, failures: list[int]) -> None:
+        self.api = api
+        self.failures = failures
+        self.keys: list[str | None] = []
+
+    def __call__(self, request: WerkzeugRequest) -> WerkzeugResponse:
+        self.keys.append(request.headers.get("Idempotency-Key"))
+        answer = httpx.post(
+            f"{self.api}/api/artifact",
+            content=request.get_data(),
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+        )
+        if self.failures:
+            status = self.failures.pop(0)
+            headers = {"Retry-After": "0", "Content-Type": "application/json"}
+            return WerkzeugResponse('{"message": "unavailable"}', status, headers)
+        return WerkzeugResponse(answer.content, answer.status_code,
+                                {"Content-Type": "application/json"})  # fmt: skip
+
+
+def test_a_push_whose_answer_was_lost_is_retried_and_stored_once(
+    gimlet: Callable[..., Result],
+    server: str,
+    httpserver: HTTPServer,
+    artifact: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """The API stored the push each time, but the client saw a 503 and then a 502:
+    the third try, with the same key, answers the first push."""
+    front = LossyFront(server, failures=[503, 502])
+    httpserver.expect_request("/api/artifact", method="POST").respond_with_handler(front)
+    file = tmp_path / "artifact.json"
+    file.write_text(json.dumps(artifact))
+    pushed = gimlet(
+        "artifact", "push", "-f", str(file), env={"GIMLET_SERVER": httpserver.url_for("")}
+    )
+    assert pushed.exit_code == 0, pushed.output
+    listed = json.loads(gimlet("artifact", "list", "-o", "json").output)
+    assert [a["id"] for a in listed] == [pushed.output.strip()]
+    assert len(front.keys) == 3 and front.keys[0] and len(set(front.keys)) == 1
+
+
+def test_a_refused_push_is_not_retried_and_a_busy_server_only_so_often(
+    gimlet: Callable[..., Result],
+    server: str,
+    httpserver: HTTPServer,
+    artifact: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "artifact.json"
+    file.write_text(json.dumps({**artifact, "environments": [{"env": "../etc", "app": "x"}]}))
+    refused_front = LossyFront(server, failures=[])
+    httpserver.expect_request("/api/artifact", method="POST").respond_with_handler(refused_front)
+    front_url = {"GIMLET_SERVER": httpserver.url_for("")}
+    refused = gimlet("artifact", "push", "-f", str(file), env=front_url)
+    assert refused.exit_code == 1 and "422" in refused.output
+    assert len(refused_front.keys) == 1
+    httpserver.clear()
+    file.write_text(json.dumps(artifact))
+    busy_front = LossyFront(server, failures=[503] * 10)
+    httpserver.expect_request("/api/artifact", method="POST").respond_with_handler(busy_front)
+    busy = gimlet("artifact", "push", "-f", str(file), "--attempts", "3", env=front_url)
+    assert busy.exit_code == 1 and "503" in busy.output
+    assert len(busy_front.keys) == 3
