@@ -1,6 +1,7 @@
 """Ingestion: artifacts the API accepts per second, and their latency, under gunicorn.
 
     .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--api-workers 4]
+                                     [--database-url URL] [--py-spy]
 
 The API runs as production runs it (gunicorn, SQLite, a private redis-server to
 enqueue to; no Celery worker, so only ingestion is measured). The load comes
@@ -44,7 +45,14 @@ from e2e import (  # beside this file
     start_redis,
 )
 from pydantic import SecretStr
-from reporting import ratio, save_result, source_version
+from reporting import (
+    print_profile,
+    py_spy_summary,
+    ratio,
+    save_result,
+    source_version,
+    start_py_spy,
+)
 
 from gimletd.settings import Settings
 
@@ -144,10 +152,23 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
             print(f"baseline: GET /health for {options.seconds:.0f}s", flush=True)
             baseline = run_generator(url, "/health", options, None)
             print(f"gimletd: POST /api/artifact for {options.seconds:.0f}s", flush=True)
+            sampler = None
+            if options.py_spy:
+                sampler = start_py_spy(api.popen.pid, options.seconds, work / "py-spy.txt")
             gimletd = run_generator(url, "/api/artifact", options, bodies)
+            if sampler is not None:
+                gimletd["profile"] = read_profile(sampler, work / "py-spy.txt")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"gimletd": gimletd, "baseline": baseline}
+
+
+def read_profile(sampler: subprocess.Popen[bytes], raw: Path) -> dict[str, Any]:
+    """py-spy's samples of the API's requests during the artifact run (see py_spy_summary)."""
+    _, errors = sampler.communicate(timeout=60)
+    if sampler.returncode != 0 or not raw.exists():
+        raise RuntimeError(f"py-spy failed (it needs root or ptrace_scope 0): {errors.decode()}")
+    return py_spy_summary(raw, within="Flask.wsgi_app")
 
 
 def report(options: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +178,8 @@ def report(options: argparse.Namespace, figures: dict[str, Any]) -> dict[str, An
         others = {k: v for k, v in run["statuses"].items() if k not in ("200", "201")}
         print(f"{name:<24} {run['ok']:>7} {run['per_second']:>8.0f} {run['p50_ms']:>8.1f} "
               f"{run['p99_ms']:>8.1f} {run['max_ms']:>8.1f}  {others or ''}")  # fmt: skip
+    if "profile" in gimletd:
+        print_profile(gimletd["profile"], "POST /api/artifact")
     met = gimletd["per_second"] >= 1000 and gimletd["p99_ms"] < 50
     print(
         f"goal: >= 1000 artifacts/s with p99 < 50 ms: {'met' if met else 'NOT met'}; "
@@ -178,6 +201,11 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
         "--database-url",
         help="an empty database for GimletD (default: SQLite in a temporary directory)",
     )
+    parser.add_argument(
+        "--py-spy", action="store_true",
+        help="sample the API with py-spy during the artifact run and print where it spends "
+        "its time (needs root or ptrace_scope 0)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/api/artifact", help=argparse.SUPPRESS)

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import shutil
 import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +58,81 @@ def _git(*args: str) -> str:
         ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
     )
     return done.stdout.strip()
+
+
+#: A frame of py-spy's raw output: `function (path:line)`.
+FRAME = re.compile(r"^(?P<function>.*) \((?P<path>[^()]*):\d+\)$")
+#: Our code, as opposed to the libraries it calls.
+OWN_CODE = ("api/", "workers/", "gimletd/")
+
+
+def start_py_spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """Sample `pid` and its children with py-spy for `seconds`, into `output` (raw stacks).
+
+    Attaching needs ptrace: root, or `kernel.yama.ptrace_scope` 0.
+
+    :raise RuntimeError: when py-spy is not installed (the `bench` extra has it).
+    """
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        raise RuntimeError("py-spy is not installed: ./dev bench installs it (the bench extra)")
+    command = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--duration",
+               str(max(1, round(seconds))), "--rate", "200", "--format", "raw",
+               "--output", str(output), "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def py_spy_summary(raw: Path, *, within: str, top: int = 20) -> dict[str, list[tuple[float, str]]]:
+    """Where the samples whose stack passes through `within` were taken, as shares of them.
+
+    `ours`: our functions, each counted once per sample it is on the stack of
+    (inclusive: a caller's share includes its callees'). `innermost`: the
+    function running when the sample was taken (any code, libraries included),
+    which says whether the time is SQLite, Redis, JSON or Python glue.
+    """
+    ours: Counter[str] = Counter()
+    innermost: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or within not in stack:
+            continue
+        frames = [m for m in map(FRAME.match, stack.split(";")) if m is not None]
+        if not frames:
+            continue
+        total += int(count)
+        ours.update(dict.fromkeys(_names(frames, own_only=True), int(count)))
+        innermost[_names(frames[-1:], own_only=False)[0]] += int(count)
+    if not total:
+        return {"ours": [], "innermost": []}
+    return {
+        key: [(100 * n / total, name) for name, n in counter.most_common(top)]
+        for key, counter in (("ours", ours), ("innermost", innermost))
+    }
+
+
+def _names(frames: list[re.Match[str]], *, own_only: bool) -> list[str]:
+    names = []
+    for frame in frames:
+        path = _own_path(frame["path"])
+        if path or not own_only:
+            where = path or frame["path"].rpartition("site-packages/")[2]
+            names.append(f"{frame['function']} ({where})")
+    return names
+
+
+def _own_path(path: str) -> str:
+    """`path` relative to the project when it is our code, else ""."""
+    relative = path.split(str(ROOT) + "/", 1)[-1]
+    return relative if relative.startswith(OWN_CODE) else ""
+
+
+def print_profile(profile: dict[str, list[tuple[float, str]]], what: str) -> None:
+    """Print a `py_spy_summary`."""
+    print(f"\nwhere {what} spends its time (py-spy; share of its samples):")
+    print("  our functions, with what they call:")
+    for share, function in profile["ours"]:
+        print(f"    {share:5.1f}%  {function}")
+    print("  running when sampled:")
+    for share, function in profile["innermost"]:
+        print(f"    {share:5.1f}%  {function}")
