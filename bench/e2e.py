@@ -47,7 +47,15 @@ from typing import Any
 import httpx
 import pygit2
 from pydantic import SecretStr
-from reporting import ROOT, ratio, save_result, source_version  # beside this file
+from reporting import (  # beside this file
+    ROOT,
+    ratio,
+    save_result,
+    source_version,
+    start_py_spy,
+    stop_py_spy,
+)
+from reporting import print_profile as print_py_spy
 
 from gimletd.charts import CachingChartLoader
 from gimletd.gitops import layout
@@ -112,6 +120,7 @@ class Options:
     database_url: str | None
     json_path: Path | None = None
     profile: bool = True
+    py_spy: bool = False
 
 
 @dataclass
@@ -715,10 +724,15 @@ def run_gimletd(
 
         print(f"  posting {len(made)} artifacts from {options.clients} clients", flush=True)
         servers = {"api (gunicorn)": [api], "redis": [redis], "celery workers": workers}
+        samplers = [
+            (start_py_spy(worker.popen.pid, work / f"py-spy-{n}.txt"), work / f"py-spy-{n}.txt")
+            for n, worker in enumerate(workers if options.py_spy else [])
+        ]
         cpu_before = cpu_snapshot(servers)
         posted = post_artifacts(api_url, made, options.clients)
         wait_for_events(client, posted, watcher, options.timeout)
         cpu = {k: v - cpu_before[k] for k, v in cpu_snapshot(servers).items()}
+        py_spy = stop_py_spy(samplers, within="trace_task") if samplers else None
         watcher.stop()
         events = final_events(client, posted)
         seen, commits = watcher.seen(), dict(watcher.commits)
@@ -741,6 +755,7 @@ def run_gimletd(
             "log_events": log_events(workers, offsets),
             "cpu_seconds": cpu,
             "worker_seconds_available": options.workers * window_of(starts, ends),
+            "py_spy": py_spy,
         }
         stats = run_stats("gimletd", len(made), starts, ends, outcomes, extra)
         accepted = sorted(p.accepted_at for p in posted)
@@ -1113,6 +1128,8 @@ def report(
         )
     print_cpu(gimletd)
     print_cpu(baseline)
+    if gimletd.extra["py_spy"] is not None:
+        print_py_spy(gimletd.extra["py_spy"], "a Celery task of the workers")
     print_profile(profile)
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -1191,6 +1208,11 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help="an empty database for GimletD (say postgres://...); SQLite in the run's "
         "temporary directory when not given",
     )
+    parser.add_argument(
+        "--py-spy", action="store_true",
+        help="sample the workers with py-spy while they release, and print where their tasks "
+        "spend their time (needs root or ptrace_scope 0)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.artifacts, args.envs, args.workers, args.clients) < 1:
         parser.error("--artifacts, --envs, --workers and --clients must be at least 1")
@@ -1205,6 +1227,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         args.database_url,
         args.json,
         not args.no_profile,
+        args.py_spy,
     )
 
 

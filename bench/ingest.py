@@ -47,11 +47,11 @@ from e2e import (  # beside this file
 from pydantic import SecretStr
 from reporting import (
     print_profile,
-    py_spy_summary,
     ratio,
     save_result,
     source_version,
     start_py_spy,
+    stop_py_spy,
 )
 
 from gimletd.settings import Settings
@@ -152,23 +152,14 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
             print(f"baseline: GET /health for {options.seconds:.0f}s", flush=True)
             baseline = run_generator(url, "/health", options, None)
             print(f"gimletd: POST /api/artifact for {options.seconds:.0f}s", flush=True)
-            sampler = None
-            if options.py_spy:
-                sampler = start_py_spy(api.popen.pid, options.seconds, work / "py-spy.txt")
+            raw = work / "py-spy.txt"
+            sampler = start_py_spy(api.popen.pid, raw) if options.py_spy else None
             gimletd = run_generator(url, "/api/artifact", options, bodies)
             if sampler is not None:
-                gimletd["profile"] = read_profile(sampler, work / "py-spy.txt")
+                gimletd["profile"] = stop_py_spy([(sampler, raw)], within="Flask.wsgi_app")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"gimletd": gimletd, "baseline": baseline}
-
-
-def read_profile(sampler: subprocess.Popen[bytes], raw: Path) -> dict[str, Any]:
-    """py-spy's samples of the API's requests during the artifact run (see py_spy_summary)."""
-    _, errors = sampler.communicate(timeout=60)
-    if sampler.returncode != 0 or not raw.exists():
-        raise RuntimeError(f"py-spy failed (it needs root or ptrace_scope 0): {errors.decode()}")
-    return py_spy_summary(raw, within="Flask.wsgi_app")
 
 
 def report(options: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:

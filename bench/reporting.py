@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -66,8 +67,8 @@ FRAME = re.compile(r"^(?P<function>.*) \((?P<path>[^()]*):\d+\)$")
 OWN_CODE = ("api/", "workers/", "gimletd/")
 
 
-def start_py_spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
-    """Sample `pid` and its children with py-spy for `seconds`, into `output` (raw stacks).
+def start_py_spy(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """Sample `pid` and its children with py-spy into `output` until `stop_py_spy`.
 
     Attaching needs ptrace: root, or `kernel.yama.ptrace_scope` 0.
 
@@ -76,13 +77,30 @@ def start_py_spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[byt
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         raise RuntimeError("py-spy is not installed: ./dev bench installs it (the bench extra)")
-    command = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--duration",
-               str(max(1, round(seconds))), "--rate", "200", "--format", "raw",
-               "--output", str(output), "--nonblocking"]  # fmt: skip
+    command = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
+               "--format", "raw", "--output", str(output), "--nonblocking"]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def py_spy_summary(raw: Path, *, within: str, top: int = 20) -> dict[str, list[tuple[float, str]]]:
+def stop_py_spy(
+    samplers: list[tuple[subprocess.Popen[bytes], Path]], *, within: str
+) -> dict[str, list[tuple[float, str]]]:
+    """Stop the samplers (py-spy writes its file on SIGINT) and summarise what they saw."""
+    for sampler, _ in samplers:
+        sampler.send_signal(signal.SIGINT)
+    lines: list[str] = []
+    for sampler, raw in samplers:
+        _, errors = sampler.communicate(timeout=60)
+        if not raw.exists():
+            raise RuntimeError(f"py-spy wrote nothing (it needs root or ptrace_scope 0): "
+                               f"{errors.decode()[-500:]}")  # fmt: skip
+        lines += raw.read_text().splitlines()
+    return py_spy_summary(lines, within=within)
+
+
+def py_spy_summary(
+    lines: list[str], *, within: str, top: int = 20
+) -> dict[str, list[tuple[float, str]]]:
     """Where the samples whose stack passes through `within` were taken, as shares of them.
 
     `ours`: our functions, each counted once per sample it is on the stack of
@@ -93,7 +111,7 @@ def py_spy_summary(raw: Path, *, within: str, top: int = 20) -> dict[str, list[t
     ours: Counter[str] = Counter()
     innermost: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text().splitlines():
+    for line in lines:
         stack, _, count = line.rpartition(" ")
         if not count.isdigit() or within not in stack:
             continue
