@@ -86,6 +86,7 @@ from gimletd.models import (
     WriteKind,
 )
 from gimletd.notifications.notice import Notice
+from gimletd.sqlite import WriteQueuedConnection
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MAX_LIST_LIMIT = 1000
@@ -1919,7 +1920,8 @@ def _make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # Writers queue for a lock of their own instead of sleeping in SQLite's busy handler.
+        engine = create_engine(url, connect_args={"timeout": 30, "factory": WriteQueuedConnection})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
