@@ -24,6 +24,7 @@ from api import (
     webhooks,
 )
 from api.enqueue import Enqueuer
+from api.intake import ArtifactIntake
 from api.services import Services
 from gimletd.logs import configure_logging
 from gimletd.settings import Settings
@@ -56,8 +57,12 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "or GIMLETD_ADMIN_TOKEN to know it"
             )
 
+    enqueuer = Enqueuer(settings.resolved_redis_url)
     app.extensions["gimletd"] = Services(
-        settings=settings, store=store, enqueuer=Enqueuer(settings.resolved_redis_url)
+        settings=settings,
+        store=store,
+        enqueuer=enqueuer,
+        intake=ArtifactIntake(store, enqueuer.process_events),
     )
     errors.register(app)
     app.register_blueprint(health.blueprint)

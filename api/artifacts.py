@@ -14,7 +14,7 @@ from gimletd.app_repos import app_repo_url, needs_branch_polling
 from gimletd.errors import Conflict, PolicyError, TemplateError, UnsafeYAML
 from gimletd.models import Artifact, Event, GitEvent
 from gimletd.policy import check_cleanup_policy, check_deploy_policy
-from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ArtifactFilter
+from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ArtifactFilter, ArtifactPush
 from gimletd.templating import check_manifest_templates
 
 blueprint = Blueprint("artifacts", __name__, url_prefix="/api")
@@ -28,8 +28,9 @@ def save_artifact() -> tuple[Response, int]:
     """Store an artifact and its event, then enqueue the event.
 
     Answers 201 once both are in the database (I1), whether or not the queue
-    took the event: the sweep enqueues what the queue missed. An artifact with a
-    cleanup policy registers its repository for branch polling.
+    took the event: the sweep enqueues what the queue missed. Pushes that
+    arrive together are stored in one transaction (see `api.intake`). An
+    artifact with a cleanup policy registers its repository for branch polling.
 
     With an `Idempotency-Key`, a push repeated with the same key and artifact
     (a client retrying a 503 or a timeout whose first try was stored after all)
@@ -42,25 +43,25 @@ def save_artifact() -> tuple[Response, int]:
     store = services().store
     if key is not None and (earlier := store.event_with_key(key)) is not None:
         return _repeated_push(earlier, artifact)
+    push = ArtifactPush(
+        artifact,
+        triggered_by=login,
+        poll_url=app_repo_url(artifact) if needs_branch_polling(artifact) else None,
+        audit=audit(
+            "artifact.push",
+            "",  # the store names the artifact by the id it gives it
+            repository=artifact.version.repository_name,
+            sha=artifact.version.sha,
+        ),
+        dedupe_key=key,
+    )
     try:
-        stored, event = store.create_artifact(
-            artifact,
-            triggered_by=login,
-            poll_url=app_repo_url(artifact) if needs_branch_polling(artifact) else None,
-            audit=audit(
-                "artifact.push",
-                "",  # the store names the artifact by the id it gives it
-                repository=artifact.version.repository_name,
-                sha=artifact.version.sha,
-            ),
-            dedupe_key=key,
-        )
+        stored, event = services().intake.push(push)
     except Conflict:
         # The same key arrived twice at once, and the other request stored it first.
         if key is None or (earlier := store.event_with_key(key)) is None:
             raise
         return _repeated_push(earlier, artifact)
-    services().enqueuer.process_event(event.id)
     return jsonify({**stored.to_json(), "eventId": event.id}), 201
 
 

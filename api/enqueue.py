@@ -8,6 +8,7 @@ once Redis is back (I1).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from celery import Celery
 
@@ -40,7 +41,30 @@ class Enqueuer:
 
     def process_event(self, event_id: str) -> bool:
         """Queue the processing of an event; False (logged) when the broker is unreachable."""
-        return self._send(PROCESS_EVENT, event_id)
+        return self.process_events([event_id])
+
+    def process_events(self, event_ids: Sequence[str]) -> bool:
+        """Queue the processing of events in one round trip to the broker (kombu's batch).
+
+        False (logged) when the broker did not take them all; the sweep enqueues
+        what is missing, and a task sent twice finds its event claimed.
+        """
+        try:
+            with self._celery.producer_or_acquire() as producer, producer.batch():
+                for event_id in event_ids:
+                    self._celery.send_task(
+                        PROCESS_EVENT, args=[event_id], retry=False, producer=producer
+                    )
+        except Exception as exc:  # any broker failure: the sweep will enqueue them later
+            log.warning(
+                "could not enqueue %s for %d events, the sweep will: %s",
+                PROCESS_EVENT,
+                len(event_ids),
+                exc,
+                extra={"event_id": event_ids[0]} if len(event_ids) == 1 else {},
+            )
+            return False
+        return True
 
     def drain(self, gitops_repo: str, env: str) -> bool:
         """Ask for the queue of an environment to be applied (after a lock or hold is lifted).
@@ -57,12 +81,6 @@ class Enqueuer:
         try:
             self._celery.send_task(task_name, args=list(args), retry=False)
         except Exception as exc:  # any broker failure: the sweep will enqueue it later
-            log.warning(
-                "could not enqueue %s for %s, the sweep will: %s",
-                task_name,
-                args,
-                exc,
-                extra={"event_id": args[0]} if task_name == PROCESS_EVENT else {},
-            )
+            log.warning("could not enqueue %s for %s, the sweep will: %s", task_name, args, exc)
             return False
         return True

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from api.enqueue import Enqueuer
+from api.intake import ArtifactIntake
 from gimletd.settings import Settings
 from gimletd.store import Store
 
@@ -16,6 +17,12 @@ class Services:
     settings: Settings
     store: Store
     enqueuer: Enqueuer
+    #: Stores artifact pushes, several in one transaction under load (see `api.intake`).
+    intake: ArtifactIntake
+
+    def close(self) -> None:
+        self.intake.close()
+        self.store.close()
 
 
 def services() -> Services:

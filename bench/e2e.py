@@ -58,6 +58,7 @@ from reporting import (  # beside this file
 from reporting import print_profile as print_py_spy
 
 from gimletd.charts import CachingChartLoader
+from gimletd.cli import gunicorn_command
 from gimletd.gitops import layout
 from gimletd.gitops.repository import GitopsRepository, init_bare
 from gimletd.models import POLICY_TRIGGER, Artifact
@@ -408,8 +409,7 @@ def start_gimletd(
     env = settings.environment(inherit=os.environ)
     logs = work / "logs"
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"127.0.0.1:{port}",
-               "--workers", "2"]  # fmt: skip
+    command = gunicorn_command("127.0.0.1", port, workers=2)
     api = Child("api", command, env, logs)
     stack.callback(api.stop)
     celery = []

@@ -232,13 +232,18 @@ def up(port: int | None) -> None:
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
 
+def gunicorn_command(host: str, port: int, *, workers: int) -> list[str]:
+    """The API under gunicorn with its settings (`api.gunicorn_conf`), as everything starts it."""
+    return [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "api.wsgi:app",
+            "--bind", f"{host}:{port}", "--workers", str(workers)]  # fmt: skip
+
+
 def _api_command(host: str, port: int, *, workers: int, dev: bool) -> list[str]:
     if dev:
         return [sys.executable, "-m", "flask", "--app", "api:create_app", "run",
                 "--host", host, "--port", str(port)]  # fmt: skip
-    return [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"{host}:{port}",
-            "--workers", str(workers), "--access-logfile", "-",
-            "--access-logformat", ACCESS_LOG_FORMAT]  # fmt: skip
+    return [*gunicorn_command(host, port, workers=workers),
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT]  # fmt: skip
 
 
 def _worker_command(concurrency: int, name: str, queues: str) -> list[str]:

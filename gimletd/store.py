@@ -44,6 +44,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -558,6 +559,19 @@ StatusKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
+class ArtifactPush:
+    """An artifact CI pushed, with what its event and audit entry record about the push."""
+
+    artifact: Artifact
+    triggered_by: str
+    #: Register the artifact's repository for branch polling at this URL (see `create_artifacts`).
+    poll_url: str | None = None
+    audit: AuditEntry | None = None
+    #: The client's Idempotency-Key, hashed (see `event_with_key`).
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True)
 class MetricsSnapshot:
     """Counts for the metrics endpoint, read in one pass over the database."""
 
@@ -672,63 +686,78 @@ class Store:
         audit: AuditEntry | None = None,
         dedupe_key: str | None = None,
     ) -> tuple[Artifact, Event]:
-        """Store an artifact and the event that will release it, in one transaction (I1).
+        """Store one artifact and its event; see `create_artifacts`."""
+        push = ArtifactPush(artifact, triggered_by, poll_url, audit, dedupe_key)
+        return self.create_artifacts([push])[0]
 
-        The artifact's branch is noted as existing (see `BranchRow`). With a
-        `poll_url`, its repository is registered for branch polling at that URL
-        ("" when none could be derived: the poll then reports that it needs one).
+    def create_artifacts(self, pushes: Sequence[ArtifactPush]) -> list[tuple[Artifact, Event]]:
+        """Store artifacts and the events that will release them, in one transaction (I1).
 
-        :raise Conflict: when an event with `dedupe_key` exists already (see
-            `event_with_key`); nothing is stored then.
+        All or nothing: the API stores the artifacts that arrive together at
+        once (group commit), so their rows share one commit and one fsync. The
+        events are numbered in the order of `pushes` (I3). Each artifact's branch
+        is noted as existing (see `BranchRow`); a push with a `poll_url`
+        registers its repository for branch polling at that URL ("" when none
+        could be derived: the poll then reports that it needs one).
+
+        :raise Conflict: when an event with one of the `dedupe_key`s exists
+            already (see `event_with_key`); nothing is stored then.
         """
         created = int(_now())
-        repository = artifact.version.repository_name
-        stored = artifact.model_copy(
-            update={"id": f"{repository}-{uuid.uuid4()}", "created": created}
-        )
-        version = stored.version
-        columns = {
-            "repository": repository,
-            "branch": version.branch,
-            "event": version.event.value if version.event else "",
-            "source_branch": version.source_branch,
-            "target_branch": version.target_branch,
-            "tag": version.tag,
-            "sha": version.sha,
-        }
-        event_values: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "created": created,
-            "type": EventType.ARTIFACT.value,
-            "blob": "",
-            "status": EventStatus.NEW.value,
-            "status_desc": "",
-            "artifact_id": stored.id,
-            "triggered_by": triggered_by,
-            "touched_at": _now(),
-            "dedupe_key": dedupe_key,
-            **columns,
-        }
-        # Core inserts, not the ORM's unit of work: this is the API's hot path, and
-        # none of these rows is read back in the transaction.
-        with self.session() as session:
-            session.execute(
-                insert(_table(ArtifactRow)),
-                {
-                    "id": stored.id,
-                    "created": created,
-                    "accepted_at": _now(),
-                    "blob": json.dumps(stored.to_json()),
-                    **columns,
-                },
+        stored_artifacts: list[Artifact] = []
+        artifact_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
+        for push in pushes:
+            repository = push.artifact.version.repository_name
+            stored = push.artifact.model_copy(
+                update={"id": f"{repository}-{uuid.uuid4()}", "created": created}
             )
-            session.execute(insert(_table(EventRow)), event_values)
-            _note_branch(session, repository, version)
-            _audit(session, audit, event_values["id"], target=stored.id)
-            if poll_url is not None:
-                _register_app_repo(session, repository, poll_url)
+            version = stored.version
+            columns = {
+                "repository": repository,
+                "branch": version.branch,
+                "event": version.event.value if version.event else "",
+                "source_branch": version.source_branch,
+                "target_branch": version.target_branch,
+                "tag": version.tag,
+                "sha": version.sha,
+            }
+            stored_artifacts.append(stored)
+            artifact_rows.append(
+                {"id": stored.id, "created": created, "accepted_at": _now(),
+                 "blob": json.dumps(stored.to_json()), **columns}
+            )  # fmt: skip
+            event_rows.append(
+                {"id": str(uuid.uuid4()), "created": created, "type": EventType.ARTIFACT.value,
+                 "blob": "", "status": EventStatus.NEW.value, "status_desc": "",
+                 "artifact_id": stored.id, "triggered_by": push.triggered_by,
+                 "touched_at": _now(), "dedupe_key": push.dedupe_key, **columns}
+            )  # fmt: skip
+        audit_rows = [
+            _audit_values(push.audit, event["id"], target=stored.id)
+            for push, stored, event in zip(pushes, stored_artifacts, event_rows, strict=True)
+            if push.audit is not None
+        ]
+        polled = {
+            push.artifact.version.repository_name: push.poll_url
+            for push in reversed(pushes)  # the first URL of a repository wins, as it does later
+            if push.poll_url is not None
+        }
+        # Core inserts with many rows each, not the ORM's unit of work: this is the API's
+        # hot path, and none of these rows is read back in the transaction.
+        with self.session() as session:
+            session.execute(insert(_table(ArtifactRow)), artifact_rows)
+            session.execute(insert(_table(EventRow)), event_rows)
+            _note_branches(session, [a.version for a in stored_artifacts])
+            if audit_rows:
+                session.execute(insert(_table(AuditRow)), audit_rows)
+            for repository, url in polled.items():
+                _register_app_repo(session, repository, url)
         # A new event has no writes, statuses or notifications yet: no need to read it back.
-        return stored, _event_from_rows(EventRow(**event_values), [], {}, [])
+        return [
+            (stored, _event_from_rows(EventRow(**event), [], {}, []))
+            for stored, event in zip(stored_artifacts, event_rows, strict=True)
+        ]
 
     def create_event(
         self,
@@ -1857,14 +1886,12 @@ class Store:
         about the token itself.
         """
         now = _now() if now is None else now
-        # Every API request asks this: the table's columns, not an ORM entity to track.
-        with self.session() as session:
-            row = session.execute(
-                select(_table(UserRow)).where(UserRow.token_hash == hash_token(token))
-            ).first()
-            if row is None or (row.expires_at is not None and row.expires_at <= now):
-                return None
-            return _user(row)
+        # Every API request asks this: one Core query on a connection, no ORM session.
+        with _translated_errors(), self.engine.connect() as connection:
+            row = connection.execute(_USER_BY_TOKEN, {"token_hash": hash_token(token)}).first()
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
+            return None
+        return _user(row)
 
     def metrics_snapshot(self, *, now: float) -> MetricsSnapshot:
         """The counts `/metrics` shows; grouped queries, so the cost does not grow per row."""
@@ -2095,6 +2122,10 @@ def _table(row_class: type[Base]) -> Table:
     return cast(Table, row_class.__table__)
 
 
+#: The user of a token hash, as `user_by_token` asks it on every request.
+_USER_BY_TOKEN = select(_table(UserRow)).where(UserRow.token_hash == bindparam("token_hash"))
+
+
 def _dialect_insert(session: Session, table: type[Base]) -> Any:
     """An INSERT that knows `ON CONFLICT`, in the dialect of the session's database."""
     if session.get_bind().dialect.name == "postgresql":
@@ -2224,16 +2255,23 @@ def _env_lock(row: EnvLockRow) -> EnvLock:
     return EnvLock(env=row.env, reason=row.reason, locked_by=row.locked_by, created=row.created)
 
 
-def _note_branch(session: Session, repository: str, version: Version) -> None:
-    """Note the branch an artifact was built from (see `BranchRow`).
+def _note_branches(session: Session, versions: Sequence[Version]) -> None:
+    """Note the branches artifacts were built from (see `BranchRow`).
 
-    A push proves the branch exists in `repository` now; a pull request's source
-    branch may be in a fork, so it is only noted. An artifact of a branch marked
-    deleted brings it back: CI finished after the deletion, and what it releases
-    must be cleaned up by the next report.
+    A push proves the branch exists in its repository now; a pull request's
+    source branch may be in a fork, so it is only noted. An artifact of a branch
+    marked deleted brings it back: CI finished after the deletion, and what it
+    releases must be cleaned up by the next report.
     """
-    branch = version.branch or version.source_branch
-    if not branch:
+    seen: dict[tuple[str, str], float | None] = {}
+    for version in versions:
+        branch = version.branch or version.source_branch
+        if not branch:
+            continue
+        key = (version.repository_name, branch)
+        pushed = _now() if version.event is GitEvent.PUSH else None
+        seen[key] = seen.get(key) or pushed  # one row per branch: an upsert may not touch it twice
+    if not seen:
         return
     upsert = _dialect_insert(session, BranchRow)
     upsert = upsert.on_conflict_do_update(
@@ -2244,11 +2282,11 @@ def _note_branch(session: Session, repository: str, version: Version) -> None:
             "deletion_event_id": "",
         },
     )
-    seen_at = _now() if version.event is GitEvent.PUSH else None
     session.execute(
         upsert,
-        {"repository": repository, "branch": branch, "seen_at": seen_at,
-         "deleted_at": None, "deletion_event_id": ""},
+        [{"repository": repository, "branch": branch, "seen_at": seen_at,
+          "deleted_at": None, "deletion_event_id": ""}
+         for (repository, branch), seen_at in seen.items()],
     )  # fmt: skip
 
 
@@ -2430,18 +2468,20 @@ def _audit(
     """
     if entry is None:
         return
-    session.execute(
-        insert(_table(AuditRow)),
-        {
-            "at": entry.at,
-            "login": entry.login[:256],
-            "address": entry.address[:64],
-            "action": entry.action[:32],
-            "target": (entry.target or target)[:1024],
-            "detail": json.dumps(entry.detail),
-            "event_id": (entry.event_id or event_id)[:64],
-        },
-    )
+    session.execute(insert(_table(AuditRow)), _audit_values(entry, event_id, target=target))
+
+
+def _audit_values(entry: AuditEntry, event_id: str = "", *, target: str = "") -> dict[str, Any]:
+    """The audit row of `entry`, cut to its columns' sizes."""
+    return {
+        "at": entry.at,
+        "login": entry.login[:256],
+        "address": entry.address[:64],
+        "action": entry.action[:32],
+        "target": (entry.target or target)[:1024],
+        "detail": json.dumps(entry.detail),
+        "event_id": (entry.event_id or event_id)[:64],
+    }
 
 
 def _startup_audit(action: str) -> AuditEntry:

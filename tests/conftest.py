@@ -102,7 +102,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     """The API on the test's settings."""
     app = create_app(settings)
     yield app
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gimletd.cli import gunicorn_command
 from gimletd.settings import Settings
 
 READY_TIMEOUT = 60.0
@@ -62,8 +63,7 @@ def free_port() -> int:
 def start_api(settings: Settings, log_dir: Path, *, workers: int = 2) -> tuple[Process, str]:
     """The API under gunicorn, as production runs it, on a free port; the process and its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind", f"127.0.0.1:{port}",
-               "--workers", str(workers)]  # fmt: skip
+    command = gunicorn_command("127.0.0.1", port, workers=workers)
     process = Process("api", command, settings.environment(inherit=os.environ), log_dir)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT
