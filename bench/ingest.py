@@ -1,13 +1,15 @@
 """Ingestion: artifacts the API accepts per second, and their latency, under gunicorn.
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--api-workers 4]
+    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 16] [--api-workers 2]
                                      [--database-url URL] [--py-spy]
 
 The API runs as production runs it (gunicorn, SQLite, a private redis-server to
 enqueue to; no Celery worker, so only ingestion is measured). The load comes
 from a separate process, `bench/ingest.py --generate`, that keeps
 `--connections` requests in flight for `--seconds`, each a `POST /api/artifact`
-of a distinct artifact, and times each request at the client.
+of a distinct artifact, and times each request at the client. It also reports the
+CPU time the API's processes spent per answered request (user + system, from
+/proc), and the generator's own, since both share the machine's cores.
 
 The baseline, measured in the same run on the same server, is `GET /health`:
 the same gunicorn, HTTP parsing and Flask dispatch with no validation, no
@@ -39,6 +41,7 @@ from e2e import (  # beside this file
     _answers,
     artifacts,
     free_port,
+    group_cpu_seconds,
     percentile,
     prepare_database,
     raise_on_sigterm,
@@ -54,8 +57,12 @@ from reporting import (
     stop_py_spy,
 )
 
+from gimletd.cli import gunicorn_command
 from gimletd.settings import Settings
 
+#: Where the API works on a push: its request threads, and the intake's writer thread that
+#: stores and enqueues the pushes in batches (api/intake.py).
+REQUEST_WORK = ("Flask.wsgi_app", "ArtifactIntake._write_until_closed")
 #: Distinct artifacts the generator cycles through (each post is a new event anyway).
 BODIES = 2000
 
@@ -106,7 +113,8 @@ def generate(url: str, path: str, seconds: float, connections: int, bodies: Path
     print(json.dumps({
         "path": path, "requests": sum(statuses.values()), "ok": ok,
         "statuses": {str(k): v for k, v in statuses.items()},
-        "per_second": ok / elapsed, "p50_ms": 1000 * percentile(latencies, 50),
+        "per_second": ok / elapsed, "generator_cpu_s": time.process_time(),
+        "p50_ms": 1000 * percentile(latencies, 50),
         "p99_ms": 1000 * percentile(latencies, 99), "max_ms": 1000 * max(latencies, default=0),
         "latencies_ms": sorted(round(1000 * x, 3) for x in sample(latencies, 2000)),
     }))  # fmt: skip
@@ -117,13 +125,20 @@ def sample(values: list[float], count: int) -> list[float]:
     return values[:: max(1, len(values) // count)]
 
 
-def run_generator(url: str, path: str, options: argparse.Namespace, bodies: Path | None) -> Any:
+def run_generator(
+    url: str, path: str, options: argparse.Namespace, bodies: Path | None, api: Child | None = None
+) -> Any:
+    """Run the load generator; with `api`, also the CPU seconds the server used meanwhile."""
     command = [sys.executable, __file__, "--generate", url, "--path", path, "--seconds",
                str(options.seconds), "--connections", str(options.connections)]  # fmt: skip
     if bodies is not None:
         command += ["--bodies", str(bodies)]
+    before = group_cpu_seconds(api.popen.pid) if api is not None else 0.0
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if api is not None:
+        figures["server_cpu_s"] = group_cpu_seconds(api.popen.pid) - before
+    return figures
 
 
 def measure(options: argparse.Namespace) -> dict[str, Any]:
@@ -138,8 +153,7 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
                                 database_url=database_url)  # fmt: skip
             prepare_database(settings)
             port = free_port()
-            command = [sys.executable, "-m", "gunicorn", "api.wsgi:app", "--bind",
-                       f"127.0.0.1:{port}", "--workers", str(options.api_workers)]  # fmt: skip
+            command = gunicorn_command("127.0.0.1", port, workers=options.api_workers)
             api = Child("api", command, settings.environment(inherit=os.environ), work / "logs")
             stack.callback(api.stop)
             url = f"http://127.0.0.1:{port}"
@@ -150,13 +164,13 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
             warm = argparse.Namespace(seconds=1.0, connections=options.connections)
             run_generator(url, "/api/artifact", warm, bodies)  # warm-up, not counted
             print(f"baseline: GET /health for {options.seconds:.0f}s", flush=True)
-            baseline = run_generator(url, "/health", options, None)
+            baseline = run_generator(url, "/health", options, None, api)
             print(f"gimletd: POST /api/artifact for {options.seconds:.0f}s", flush=True)
             raw = work / "py-spy.txt"
             sampler = start_py_spy(api.popen.pid, raw) if options.py_spy else None
-            gimletd = run_generator(url, "/api/artifact", options, bodies)
+            gimletd = run_generator(url, "/api/artifact", options, bodies, api)
             if sampler is not None:
-                gimletd["profile"] = stop_py_spy([(sampler, raw)], within="Flask.wsgi_app")
+                gimletd["profile"] = stop_py_spy([(sampler, raw)], within=REQUEST_WORK)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"gimletd": gimletd, "baseline": baseline}
@@ -164,11 +178,19 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
 
 def report(options: argparse.Namespace, figures: dict[str, Any]) -> dict[str, Any]:
     gimletd, baseline = figures["gimletd"], figures["baseline"]
-    print(f"\n{'run':<24} {'ok':>7} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  other")
+    print(f"\n{'run':<24} {'ok':>7} {'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+          f"{'cpu ms/req':>11}  other")  # fmt: skip
     for name, run in (("POST /api/artifact", gimletd), ("GET /health (baseline)", baseline)):
         others = {k: v for k, v in run["statuses"].items() if k not in ("200", "201")}
+        cpu = 1000 * run.get("server_cpu_s", float("nan")) / max(run["ok"], 1)
         print(f"{name:<24} {run['ok']:>7} {run['per_second']:>8.0f} {run['p50_ms']:>8.1f} "
-              f"{run['p99_ms']:>8.1f} {run['max_ms']:>8.1f}  {others or ''}")  # fmt: skip
+              f"{run['p99_ms']:>8.1f} {run['max_ms']:>8.1f} {cpu:>11.2f}  "
+              f"{others or ''}")  # fmt: skip
+    print(
+        "(cpu ms/req: the API's processes, user + system, per answered request; the "
+        "generator's own: "
+        f"{1000 * gimletd['generator_cpu_s'] / max(gimletd['requests'], 1):.2f} ms)"
+    )
     if "profile" in gimletd:
         print_profile(gimletd["profile"], "POST /api/artifact")
     met = gimletd["per_second"] >= 1000 and gimletd["p99_ms"] < 50
@@ -187,15 +209,17 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (10)")
     parser.add_argument("--connections", type=int, default=16, help="requests in flight (16)")
-    parser.add_argument("--api-workers", type=int, default=4, help="gunicorn workers (4)")
+    parser.add_argument(
+        "--api-workers", type=int, default=2, help="gunicorn worker processes, 8 threads each (2)"
+    )
     parser.add_argument(
         "--database-url",
         help="an empty database for GimletD (default: SQLite in a temporary directory)",
     )
     parser.add_argument(
         "--py-spy", action="store_true",
-        help="sample the API with py-spy during the artifact run and print where it spends "
-        "its time (needs root or ptrace_scope 0)",
+        help="sample the API with py-spy during the artifact run and print where its request "
+        "and intake threads spend their time (needs root or ptrace_scope 0)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)

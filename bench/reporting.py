@@ -83,7 +83,7 @@ def start_py_spy(pid: int, output: Path) -> subprocess.Popen[bytes]:
 
 
 def stop_py_spy(
-    samplers: list[tuple[subprocess.Popen[bytes], Path]], *, within: str
+    samplers: list[tuple[subprocess.Popen[bytes], Path]], *, within: str | tuple[str, ...]
 ) -> dict[str, list[tuple[float, str]]]:
     """Stop the samplers (py-spy writes its file on SIGINT) and summarise what they saw."""
     for sampler, _ in samplers:
@@ -99,21 +99,22 @@ def stop_py_spy(
 
 
 def py_spy_summary(
-    lines: list[str], *, within: str, top: int = 20
+    lines: list[str], *, within: str | tuple[str, ...], top: int = 20
 ) -> dict[str, list[tuple[float, str]]]:
-    """Where the samples whose stack passes through `within` were taken, as shares of them.
+    """Where the samples whose stack passes through `within` (any of) were taken, as shares.
 
     `ours`: our functions, each counted once per sample it is on the stack of
     (inclusive: a caller's share includes its callees'). `innermost`: the
     function running when the sample was taken (any code, libraries included),
     which says whether the time is SQLite, Redis, JSON or Python glue.
     """
+    markers = (within,) if isinstance(within, str) else within
     ours: Counter[str] = Counter()
     innermost: Counter[str] = Counter()
     total = 0
     for line in lines:
         stack, _, count = line.rpartition(" ")
-        if not count.isdigit() or within not in stack:
+        if not count.isdigit() or not any(frame in stack for frame in markers):
             continue
         frames = [m for m in map(FRAME.match, stack.split(";")) if m is not None]
         if not frames:
