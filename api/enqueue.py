@@ -57,9 +57,9 @@ class Enqueuer:
                     )
         except Exception as exc:  # any broker failure: the sweep will enqueue them later
             log.warning(
-                "could not enqueue %s for %d events, the sweep will: %s",
+                "could not enqueue %s for events %s, the sweep will: %s",
                 PROCESS_EVENT,
-                len(event_ids),
+                ", ".join(event_ids),
                 exc,
                 extra={"event_id": event_ids[0]} if len(event_ids) == 1 else {},
             )

@@ -5,12 +5,14 @@ every request committing on its own, the API's threads and processes queue for
 the write lock and the disk, and a burst of pushes waits in line. Here the
 request threads hand their push to one writer thread per API process, which
 stores everything that arrived since its last commit in one transaction,
-enqueues the new events, and then wakes the requests. A burst of N pushes
-costs one commit, and a lone push waits for nobody.
+enqueues the new events in one round trip to the broker, and then wakes the
+requests. A burst of N pushes costs one commit, and a lone push waits for nobody.
 
-Each push still ends on its own: a batch that fails on one push's
-Idempotency-Key is stored again push by push, so only that push gets the
-`Conflict`.
+The events are enqueued before the requests are woken, so a 201 means the
+event is stored and (unless a warning says the broker was away, and the sweep
+enqueues it later) queued. Each push still ends on its own: a batch that fails for any reason but an
+unreachable database (one push's reused Idempotency-Key, one value too long for
+its column) is stored again push by push, so only the push at fault fails.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gimletd.errors import Conflict
+from gimletd.errors import StoreUnavailable
 from gimletd.models import Artifact, Event
 from gimletd.store import ArtifactPush, Store
 
@@ -57,6 +59,7 @@ class ArtifactIntake:
         self._writer: threading.Thread | None = None
         self._writer_pid: int | None = None
         self._starting = threading.Lock()
+        self._closed = False
 
     def push(self, push: ArtifactPush) -> tuple[Artifact, Event]:
         """Store `push` with the others that arrive meanwhile; its artifact and event.
@@ -65,11 +68,15 @@ class ArtifactIntake:
         logged, for the sweep to enqueue it).
 
         :raise Conflict: when an event with the push's `dedupe_key` exists already.
-        :raise StoreUnavailable: when the database cannot be reached.
+        :raise StoreUnavailable: when the database cannot be reached, or the
+            intake is closed.
         """
         pending = _Pending(push)
-        self._start_writer()
-        self._queue.put(pending)
+        with self._starting:
+            if self._closed:
+                raise StoreUnavailable("the API is shutting down: push the artifact again")
+            self._start_writer()
+            self._queue.put(pending)
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
@@ -77,66 +84,80 @@ class ArtifactIntake:
         return pending.stored
 
     def close(self) -> None:
-        """Stop the writer thread once it has stored what it was given."""
-        writer = self._writer
-        if writer is not None and self._writer_pid == os.getpid():
-            self._queue.put(None)
+        """Stop the writer thread once it has answered every push it was given."""
+        with self._starting:
+            self._closed = True
+            writer = self._writer if self._writer_pid == os.getpid() else None
+            if writer is not None:
+                self._queue.put(None)
+        if writer is not None:
             writer.join()
-        self._writer = None
 
     def _start_writer(self) -> None:
-        pid = os.getpid()
-        if self._writer_pid == pid:
+        """Start this process's writer thread unless it runs (call with `_starting` held)."""
+        if self._writer_pid == os.getpid() and self._writer is not None and self._writer.is_alive():
             return
-        with self._starting:
-            if self._writer_pid == pid:
-                return
-            # A forked child inherits neither the thread nor anything it was given.
+        if self._writer_pid != os.getpid():
+            # A forked child inherits neither the thread nor the pushes it was given.
             self._queue = queue.SimpleQueue()
-            self._writer = threading.Thread(
-                target=self._write_until_closed, name="artifact-intake", daemon=True
-            )
-            self._writer.start()
-            self._writer_pid = pid
+        self._writer = threading.Thread(
+            target=self._write_until_closed, name="artifact-intake", daemon=True
+        )
+        self._writer.start()
+        self._writer_pid = os.getpid()
 
     def _write_until_closed(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:
+        batch: list[_Pending] = []
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        following = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is None:
+                        self._queue.put(None)  # stop after this batch
+                        break
+                    batch.append(following)
                 try:
-                    following = self._queue.get_nowait()
+                    self._write(batch)
+                except Exception as exc:  # a bug: the thread goes on, each request answers it
+                    log.exception("storing %d artifact pushes failed", len(batch))
+                    _fail([pending for pending in batch if pending.stored is None], exc)
+                finally:
+                    for pending in batch:
+                        pending.done.set()
+        finally:
+            # Whatever ends the thread, no request is left waiting for it.
+            for pending in batch:
+                _answer_if_waiting(pending)
+            while True:
+                try:
+                    left = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if following is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(following)
-            try:
-                self._write(batch)
-            except Exception as exc:  # the thread must outlive any failure: each request answers it
-                log.exception("enqueueing %d stored artifact pushes failed", len(batch))
-                _fail([pending for pending in batch if pending.stored is None], exc)
-            finally:
-                for pending in batch:
-                    pending.done.set()
+                if left is not None:
+                    _answer_if_waiting(left)
 
     def _write(self, batch: list[_Pending]) -> None:
         """Store a batch in one transaction and enqueue its events; errors go to the pushes."""
         try:
             stored = self._store.create_artifacts([pending.push for pending in batch])
-        except Conflict as exc:
+        except StoreUnavailable as exc:
+            _fail(batch, exc)
+            return
+        except Exception as exc:
             if len(batch) == 1:
                 _fail(batch, exc)
                 return
-            # Some push reused an Idempotency-Key: store each alone, so only it fails.
+            # One push is at fault (a reused Idempotency-Key, a value too long): store each
+            # alone, so only that one fails.
             for pending in batch:
                 self._write([pending])
-            return
-        except Exception as exc:  # the database is away (or a bug): each request answers it
-            _fail(batch, exc)
             return
         for pending, artifact_and_event in zip(batch, stored, strict=True):
             pending.stored = artifact_and_event
@@ -147,5 +168,16 @@ class ArtifactIntake:
 def _fail(batch: list[_Pending], error: Exception) -> None:
     """Give each push of the batch its own copy of `error` to raise in its request."""
     for pending in batch:
-        pending.error = copy.copy(error)
-        pending.error.__cause__ = error
+        try:
+            own = copy.copy(error)
+        except Exception:  # an exception that cannot be rebuilt from its args: share it
+            own = error
+        own.__cause__ = error if own is not error else error.__cause__
+        pending.error = own
+
+
+def _answer_if_waiting(pending: _Pending) -> None:
+    if not pending.done.is_set():
+        if pending.stored is None and pending.error is None:
+            pending.error = StoreUnavailable("the API's intake stopped: push the artifact again")
+        pending.done.set()

@@ -21,6 +21,7 @@ class Services:
     intake: ArtifactIntake
 
     def close(self) -> None:
+        """Answer the pushes in flight, then close the database connections."""
         self.intake.close()
         self.store.close()
 

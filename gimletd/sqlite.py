@@ -1,4 +1,4 @@
-"""SQLite connections that wait for the write lock in the kernel, not in SQLite's busy handler.
+"""SQLite connections that wait for the write lock on a lock file, not in SQLite's busy handler.
 
 SQLite lets one connection write at a time. A connection that finds the lock
 taken sleeps in its busy handler, in steps of up to 100 ms, and does not wake
@@ -7,9 +7,15 @@ side by side, most of a request's time went to those sleeps (a p99 of 100 ms
 for a 2 ms transaction). Here every connection to one database file first
 takes an exclusive `flock` on `<database>.writer.lock` before any statement
 that may write, and gives it back when its transaction ends, so writers queue
-in the kernel and the next one runs as soon as the last one commits.
+on the lock file and the next one runs within a couple of milliseconds of the
+last one's commit. A writer that waits longer than the connection's `timeout`
+gets SQLite's own "database is locked" error, as it would have without this.
 
-Reads (`SELECT`) take no lock: WAL mode lets them run beside a writer.
+What counts as a write is anything but a statement starting with `SELECT`:
+DML, DDL, `PRAGMA` and `WITH` queries take the lock too (briefly, when they
+open no transaction). Reads run beside a writer, as WAL mode allows. One
+consequence: a connection that waits for the lock while another connection of
+the same thread holds it waits for its timeout, so never nest write sessions.
 """
 
 from __future__ import annotations
@@ -17,22 +23,29 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
+import weakref
 from typing import Any, Self
+
+#: The longest sleep between two tries at a taken lock; a released lock is seen this soon.
+MAX_POLL = 0.002
 
 
 class WriteQueuedConnection(sqlite3.Connection):
     """A `sqlite3.Connection` that holds the database's writer lock for each write transaction.
 
     Pass it as `factory` to `sqlite3.connect` (SQLAlchemy: `connect_args`).
+    Without a lock file it can open (a database in memory, or a directory it
+    may not write to) it behaves as a plain connection.
     """
 
     def __init__(self, database: str | bytes | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
-        path = os.fsdecode(database)
-        in_memory = path in ("", ":memory:") or path.startswith("file::memory:")
-        self._lock_fd = (
-            None if in_memory else os.open(f"{path}.writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        )
+        self._timeout = float(kwargs.get("timeout", args[0] if args else 5.0))
+        self._lock_fd = _open_lock_file(os.fsdecode(database))
+        if self._lock_fd is not None:
+            # Closing the descriptor drops the lock, also for a connection never closed.
+            self._finalizer = weakref.finalize(self, os.close, self._lock_fd)
         self._locked = False
 
     # One signature where typeshed has two overloads.
@@ -41,6 +54,12 @@ class WriteQueuedConnection(sqlite3.Connection):
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> sqlite3.Cursor:
+        return self.cursor().executescript(script)
 
     def commit(self) -> None:
         try:
@@ -59,14 +78,29 @@ class WriteQueuedConnection(sqlite3.Connection):
             super().close()
         finally:
             if self._lock_fd is not None:
-                os.close(self._lock_fd)  # closing the descriptor drops the lock too
+                self._finalizer()  # closes the descriptor, which drops the lock
                 self._lock_fd, self._locked = None, False
 
     def _lock_for(self, sql: str) -> None:
-        """Take the writer lock before a statement that may write."""
+        """Take the writer lock before a statement that may write.
+
+        :raise sqlite3.OperationalError: "database is locked" after `timeout` seconds.
+        """
         if self._locked or self._lock_fd is None or _is_read(sql):
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + self._timeout
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError(
+                        f"database is locked: another writer held it for {self._timeout:.0f}s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, MAX_POLL)
         self._locked = True
 
     def _unlock_unless_writing(self) -> None:
@@ -92,6 +126,27 @@ class _WriteQueuedCursor(sqlite3.Cursor):
             return super().executemany(sql, seq_of_parameters)
         finally:
             self.connection._unlock_unless_writing()
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        self.connection._lock_for(sql_script)
+        try:
+            return super().executescript(sql_script)
+        finally:
+            self.connection._unlock_unless_writing()
+
+
+def _open_lock_file(database: str) -> int | None:
+    """The descriptor of `<database>.writer.lock`; None for a database with no file of its own."""
+    path = database.removeprefix("file:").split("?", 1)[0]
+    if path in ("", ":memory:") or "mode=memory" in database:
+        return None
+    try:
+        return os.open(f"{path}.writer.lock", os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
+    except OSError:
+        try:  # a read-only volume: flock works on a descriptor opened for reading too
+            return os.open(f"{path}.writer.lock", os.O_RDONLY)
+        except OSError:
+            return None  # nowhere to keep the lock: SQLite's own locking still holds
 
 
 def _is_read(sql: str) -> bool:

@@ -703,6 +703,8 @@ class Store:
         :raise Conflict: when an event with one of the `dedupe_key`s exists
             already (see `event_with_key`); nothing is stored then.
         """
+        if not pushes:
+            return []
         created = int(_now())
         stored_artifacts: list[Artifact] = []
         artifact_rows: list[dict[str, Any]] = []
@@ -738,11 +740,11 @@ class Store:
             for push, stored, event in zip(pushes, stored_artifacts, event_rows, strict=True)
             if push.audit is not None
         ]
-        polled = {
-            push.artifact.version.repository_name: push.poll_url
-            for push in reversed(pushes)  # the first URL of a repository wins, as it does later
-            if push.poll_url is not None
-        }
+        polled: dict[str, str] = {}
+        for push in pushes:  # the first URL found for a repository wins, as it does later
+            repository = push.artifact.version.repository_name
+            if push.poll_url is not None and not polled.get(repository):
+                polled[repository] = push.poll_url
         # Core inserts with many rows each, not the ORM's unit of work: this is the API's
         # hot path, and none of these rows is read back in the transaction.
         with self.session() as session:
@@ -751,7 +753,7 @@ class Store:
             _note_branches(session, [a.version for a in stored_artifacts])
             if audit_rows:
                 session.execute(insert(_table(AuditRow)), audit_rows)
-            for repository, url in polled.items():
+            for repository, url in sorted(polled.items()):  # rows locked in one order: no deadlock
                 _register_app_repo(session, repository, url)
         # A new event has no writes, statuses or notifications yet: no need to read it back.
         return [
@@ -2286,7 +2288,8 @@ def _note_branches(session: Session, versions: Sequence[Version]) -> None:
         upsert,
         [{"repository": repository, "branch": branch, "seen_at": seen_at,
           "deleted_at": None, "deletion_event_id": ""}
-         for (repository, branch), seen_at in seen.items()],
+         # Sorted: batches committing at once lock their rows in one order (PostgreSQL).
+         for (repository, branch), seen_at in sorted(seen.items())],
     )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from api.intake import ArtifactIntake
-from gimletd.errors import Conflict, StoreUnavailable
+from gimletd.errors import Conflict, InputError, StoreUnavailable
 from gimletd.models import Artifact, Event
 from gimletd.settings import Settings
 from gimletd.store import ArtifactFilter, ArtifactPush, Store
@@ -177,6 +177,31 @@ def test_a_forked_process_writes_with_a_thread_of_its_own(store: Store, fixtures
     shas = [parent.artifact.version.sha, child.artifact.version.sha]
     stored = store.artifacts(ArtifactFilter(shas=shas))
     assert sorted(a.version.sha for a in stored) == sorted(shas)
+
+
+def test_a_push_after_close_is_answered_not_left_waiting(store: Store, fixtures_dir: Path) -> None:
+    intake = ArtifactIntake(store, Enqueued())
+    first, second = pushes(fixtures_dir, 2)
+    intake.push(first)
+    intake.close()
+    assert isinstance(_raised(intake, second), StoreUnavailable)
+
+
+def test_a_value_too_long_fails_only_its_own_push(postgres_url: str, fixtures_dir: Path) -> None:
+    # PostgreSQL, unlike SQLite, refuses a repository name longer than its column.
+    store = HeldStore(postgres_url)
+    store.migrate()
+    intake = ArtifactIntake(store, Enqueued())
+    first, fine, also_fine, too_long = pushes(fixtures_dir, 4)
+    too_long.artifact.version.repository_name = "r" * 600
+    try:
+        outcomes = push_behind_a_held_commit(intake, store, first, [fine, too_long, also_fine])
+    finally:
+        intake.close()
+        store.close()
+    assert [type(o).__name__ for o in outcomes if isinstance(o, Exception)] == ["InputError"]
+    assert isinstance(outcomes[2], InputError)
+    assert store.batches == [1, 3, 1, 1, 1]
 
 
 def _raised(intake: ArtifactIntake, push: ArtifactPush) -> Exception | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -12,9 +13,9 @@ import pytest
 from gimletd.sqlite import WriteQueuedConnection
 
 
-def connect(path: Path | str) -> WriteQueuedConnection:
+def connect(path: Path | str, timeout: float = 30.0) -> WriteQueuedConnection:
     connection = sqlite3.connect(
-        path, factory=WriteQueuedConnection, timeout=0.05, check_same_thread=False
+        path, factory=WriteQueuedConnection, timeout=timeout, check_same_thread=False
     )
     connection.execute("PRAGMA journal_mode=WAL")
     return connection
@@ -57,8 +58,6 @@ def test_a_second_writer_waits_for_the_first_to_commit_then_writes(database: Pat
 
     writer = threading.Thread(target=write)
     writer.start()
-    # SQLite's own busy timeout here is 50 ms: without the lock file, the second
-    # writer would have failed with "database is locked" long before this.
     assert not wrote.wait(0.5)
     first.commit()
     writer.join(10)
@@ -66,6 +65,27 @@ def test_a_second_writer_waits_for_the_first_to_commit_then_writes(database: Pat
     assert sorted(row[0] for row in first.execute("SELECT x FROM t")) == [1, 2]
     first.close()
     second.close()
+
+
+def test_a_writer_waits_no_longer_than_its_timeout(database: Path) -> None:
+    first, impatient = connect(database), connect(database, timeout=0.2)
+    first.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        impatient.execute("INSERT INTO t VALUES (2)")
+    first.commit()
+    impatient.execute("INSERT INTO t VALUES (2)")  # the lock is free again
+    impatient.commit()
+    first.close()
+    impatient.close()
+
+
+def test_a_connection_never_closed_gives_the_lock_back_when_collected(database: Path) -> None:
+    forgotten = connect(database)
+    forgotten.execute("INSERT INTO t VALUES (1)")
+    assert not can_write(database, within=0.3)
+    del forgotten
+    gc.collect()
+    assert can_write(database)
 
 
 def test_readers_do_not_wait_for_a_writer(database: Path) -> None:
