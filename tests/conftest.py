@@ -6,10 +6,11 @@ shared instance. The chart fixtures come from `tests.support.charts`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
@@ -89,12 +90,23 @@ def settings(tmp_path: Path, gitops_remote: Path, redis_url: str) -> Settings:
     )
 
 
+S = TypeVar("S", bound=Store)
+
+
+@contextlib.contextmanager
+def migrated(store: S) -> Iterator[S]:
+    """`store` with its schema up to date, closed when the block ends."""
+    store.migrate()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = Store(settings.resolved_database_url)
-    store.migrate()
-    yield store
-    store.close()
+    with migrated(Store(settings.resolved_database_url)) as store:
+        yield store
 
 
 @pytest.fixture

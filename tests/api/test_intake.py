@@ -22,6 +22,7 @@ from gimletd.models import Artifact, Event
 from gimletd.settings import Settings
 from gimletd.store import ArtifactFilter, ArtifactPush, Store
 from tests.api.test_artifacts import seed
+from tests.conftest import migrated
 
 
 class HeldStore(Store):
@@ -45,10 +46,8 @@ class HeldStore(Store):
 
 @pytest.fixture
 def held_store(settings: Settings) -> Iterator[HeldStore]:
-    store = HeldStore(settings.resolved_database_url)
-    store.migrate()
-    yield store
-    store.close()
+    with migrated(HeldStore(settings.resolved_database_url)) as store:
+        yield store
 
 
 class Enqueued:
@@ -189,16 +188,14 @@ def test_a_push_after_close_is_answered_not_left_waiting(store: Store, fixtures_
 
 def test_a_value_too_long_fails_only_its_own_push(postgres_url: str, fixtures_dir: Path) -> None:
     # PostgreSQL, unlike SQLite, refuses a repository name longer than its column.
-    store = HeldStore(postgres_url)
-    store.migrate()
-    intake = ArtifactIntake(store, Enqueued())
     first, fine, also_fine, too_long = pushes(fixtures_dir, 4)
     too_long.artifact.version.repository_name = "r" * 600
-    try:
-        outcomes = push_behind_a_held_commit(intake, store, first, [fine, too_long, also_fine])
-    finally:
-        intake.close()
-        store.close()
+    with migrated(HeldStore(postgres_url)) as store:
+        intake = ArtifactIntake(store, Enqueued())
+        try:
+            outcomes = push_behind_a_held_commit(intake, store, first, [fine, too_long, also_fine])
+        finally:
+            intake.close()
     assert [type(o).__name__ for o in outcomes if isinstance(o, Exception)] == ["InputError"]
     assert isinstance(outcomes[2], InputError)
     assert store.batches == [1, 3, 1, 1, 1]
