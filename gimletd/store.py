@@ -54,7 +54,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
@@ -633,6 +633,16 @@ class Store:
         with _translated_errors(), self._sessions.begin() as session:
             yield session
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for the reads on hot paths: Core statements, no ORM session to set up.
+
+        An ORM session costs 0.2-0.35 ms a read on SQLite, a connection 0.03 ms; every
+        request and every GitOps write makes several of these.
+        """
+        with _translated_errors(), self.engine.connect() as connection:
+            yield connection
+
     # -- schema -------------------------------------------------------------
 
     def migrate(self) -> None:
@@ -815,8 +825,8 @@ class Store:
 
     def artifact_accepted_at(self, artifact_id: str) -> float | None:
         """When the artifact was accepted (its place in CI's order), None when unknown."""
-        with self.session() as session:
-            return session.scalar(
+        with self._reading() as connection:
+            return connection.scalar(
                 select(ArtifactRow.accepted_at).where(ArtifactRow.id == artifact_id)
             )
 
@@ -1064,9 +1074,9 @@ class Store:
 
     def unfinished_writes(self, gitops_repo: str, env: str) -> list[GitopsWrite]:
         """The writes waiting for one environment, in acceptance order (I3)."""
-        with self.session() as session:
-            rows = session.scalars(
-                select(GitopsWriteRow)
+        with self._reading() as connection:
+            rows = connection.execute(
+                select(_table(GitopsWriteRow))
                 .where(
                     GitopsWriteRow.gitops_repo == gitops_repo,
                     GitopsWriteRow.env == env,
@@ -1085,7 +1095,7 @@ class Store:
         excluding: Collection[int] = (),
     ) -> bool:
         """Whether a write of the queue, or of its `app`, is unfinished, besides `excluding`."""
-        with self.session() as session:
+        with self._reading() as connection:
             statement = select(GitopsWriteRow.id).where(
                 GitopsWriteRow.gitops_repo == gitops_repo,
                 GitopsWriteRow.env == env,
@@ -1095,14 +1105,14 @@ class Store:
                 statement = statement.where(GitopsWriteRow.app == app)
             if excluding:
                 statement = statement.where(GitopsWriteRow.id.not_in(list(excluding)))
-            found = session.scalar(statement.limit(1))
+            found = connection.scalar(statement.limit(1))
         return found is not None
 
     def last_applied_seq(self, gitops_repo: str, env: str, app: str) -> int | None:
         """The acceptance number of the newest event released to env/app, if any."""
         applied = (ResultStatus.SUCCESS.value, ResultStatus.UNCHANGED.value)
-        with self.session() as session:
-            return session.scalar(
+        with self._reading() as connection:
+            return connection.scalar(
                 select(func.max(GitopsWriteRow.event_seq)).where(
                     GitopsWriteRow.gitops_repo == gitops_repo,
                     GitopsWriteRow.env == env,
@@ -1219,9 +1229,11 @@ class Store:
 
     def index_head(self, gitops_repo: str) -> IndexHead | None:
         """The commit up to which the release index has read `gitops_repo`, if any."""
-        with self.session() as session:
-            row = session.get(IndexHeadRow, gitops_repo)
-            return None if row is None else IndexHead(row.commit_sha, row.position)
+        with self._reading() as connection:
+            row = connection.execute(
+                select(_table(IndexHeadRow)).where(IndexHeadRow.gitops_repo == gitops_repo)
+            ).first()
+        return None if row is None else IndexHead(row.commit_sha, row.position)
 
     def record_index(
         self,
@@ -1548,8 +1560,8 @@ class Store:
     # -- holds and environment locks ---------------------------------------------
 
     def hold(self, gitops_repo: str, env: str, app: str) -> Hold | None:
-        with self.session() as session:
-            return _holds(session, gitops_repo, env).get((env, app))
+        with self._reading() as connection:
+            return _holds(connection, gitops_repo, env).get((env, app))
 
     def holds(self, gitops_repo: str, env: str | None = None) -> list[Hold]:
         with self.session() as session:
@@ -1612,13 +1624,13 @@ class Store:
             return _env_lock(row)
 
     def env_lock(self, gitops_repo: str, env: str) -> EnvLock | None:
-        with self.session() as session:
-            row = session.scalar(
-                select(EnvLockRow).where(
+        with self._reading() as connection:
+            row = connection.execute(
+                select(_table(EnvLockRow)).where(
                     EnvLockRow.gitops_repo == gitops_repo, EnvLockRow.env == env
                 )
-            )
-            return None if row is None else _env_lock(row)
+            ).first()
+        return None if row is None else _env_lock(row)
 
     def env_locks(self, gitops_repo: str) -> list[EnvLock]:
         with self.session() as session:
@@ -1888,8 +1900,7 @@ class Store:
         about the token itself.
         """
         now = _now() if now is None else now
-        # Every API request asks this: one Core query on a connection, no ORM session.
-        with _translated_errors(), self.engine.connect() as connection:
+        with self._reading() as connection:
             row = connection.execute(_USER_BY_TOKEN, {"token_hash": hash_token(token)}).first()
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             return None
@@ -2033,7 +2044,7 @@ def _summary(event: EventRow, writes: Sequence[GitopsWriteRow]) -> str:
     return "; ".join(f"{w.env}/{w.app}: {w.status}" for w in writes)
 
 
-def _write_from_row(row: GitopsWriteRow) -> GitopsWrite:
+def _write_from_row(row: GitopsWriteRow | Row[Any]) -> GitopsWrite:
     files: dict[str, str] = json.loads(row.files)
     return GitopsWrite(
         id=row.id,
@@ -2213,9 +2224,11 @@ def _commit_statuses(
     return {key: row for row in rows if (key := (row.gitops_repo, row.env, row.sha)) in wanted}
 
 
-def _holds(session: Session, gitops_repo: str, env: str | None) -> dict[tuple[str, str], Hold]:
+def _holds(
+    reader: Session | Connection, gitops_repo: str, env: str | None
+) -> dict[tuple[str, str], Hold]:
     """The holds of one environment (of every one when `env` is None) by (env, app)."""
-    statement = select(HoldRow).where(HoldRow.gitops_repo == gitops_repo)
+    statement = select(_table(HoldRow)).where(HoldRow.gitops_repo == gitops_repo)
     if env is not None:
         statement = statement.where(HoldRow.env == env)
     return {
@@ -2228,7 +2241,7 @@ def _holds(session: Session, gitops_repo: str, env: str | None) -> dict[tuple[st
             commit=row.commit_sha,
             created=row.created,
         )
-        for row in session.scalars(statement)
+        for row in reader.execute(statement)
     }
 
 
@@ -2253,7 +2266,7 @@ def _hold_row(gitops_repo: str, hold: Hold) -> HoldRow:
     )
 
 
-def _env_lock(row: EnvLockRow) -> EnvLock:
+def _env_lock(row: EnvLockRow | Row[Any]) -> EnvLock:
     return EnvLock(env=row.env, reason=row.reason, locked_by=row.locked_by, created=row.created)
 
 
