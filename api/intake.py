@@ -18,10 +18,12 @@ its column) is stored again push by push, so only the push at fault fails.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,18 +50,22 @@ class _Pending:
 class ArtifactIntake:
     """Stores artifact pushes in batches on a writer thread, and enqueues their events.
 
-    The thread is started by the first push of each process, so gunicorn's
-    forked workers each get their own; `close` stops it.
+    The thread is started by the first push, and again by the first push after
+    a fork (gunicorn's workers) or after it died; `close` stops it.
     """
 
     def __init__(self, store: Store, enqueue: Callable[[list[str]], bool]) -> None:
         self._store = store
         self._enqueue = enqueue
+        self._closed = False
+        self._forget_writer()
+        # A forked child inherits neither the thread nor its pushes, and maybe a held lock.
+        os.register_at_fork(after_in_child=functools.partial(_forget_in_child, weakref.ref(self)))
+
+    def _forget_writer(self) -> None:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
-        self._writer_pid: int | None = None
         self._starting = threading.Lock()
-        self._closed = False
 
     def push(self, push: ArtifactPush) -> tuple[Artifact, Event]:
         """Store `push` with the others that arrive meanwhile; its artifact and event.
@@ -87,24 +93,20 @@ class ArtifactIntake:
         """Stop the writer thread once it has answered every push it was given."""
         with self._starting:
             self._closed = True
-            writer = self._writer if self._writer_pid == os.getpid() else None
+            writer = self._writer
             if writer is not None:
                 self._queue.put(None)
         if writer is not None:
             writer.join()
 
     def _start_writer(self) -> None:
-        """Start this process's writer thread unless it runs (call with `_starting` held)."""
-        if self._writer_pid == os.getpid() and self._writer is not None and self._writer.is_alive():
+        """Start the writer thread unless it runs (call with `_starting` held)."""
+        if self._writer is not None:
             return
-        if self._writer_pid != os.getpid():
-            # A forked child inherits neither the thread nor the pushes it was given.
-            self._queue = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_until_closed, name="artifact-intake", daemon=True
         )
         self._writer.start()
-        self._writer_pid = os.getpid()
 
     def _write_until_closed(self) -> None:
         batch: list[_Pending] = []
@@ -130,18 +132,25 @@ class ArtifactIntake:
                     _fail([pending for pending in batch if pending.stored is None], exc)
                 finally:
                     for pending in batch:
-                        pending.done.set()
+                        _answer_if_waiting(pending)
         finally:
-            # Whatever ends the thread, no request is left waiting for it.
-            for pending in batch:
-                _answer_if_waiting(pending)
-            while True:
-                try:
-                    left = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if left is not None:
-                    _answer_if_waiting(left)
+            self._after_writer_ended(batch)
+
+    def _after_writer_ended(self, batch: list[_Pending]) -> None:
+        """Leave no request waiting: answer what is left once closed, else start a new writer."""
+        for pending in batch:
+            _answer_if_waiting(pending)
+        leftovers = []
+        with self._starting:
+            self._writer = None
+            if not self._closed and not self._queue.empty():
+                self._start_writer()  # the thread died of something; pushes are waiting
+            elif self._closed:
+                while not self._queue.empty():
+                    leftovers.append(self._queue.get_nowait())
+        for left in leftovers:
+            if left is not None:
+                _answer_if_waiting(left)
 
     def _write(self, batch: list[_Pending]) -> None:
         """Store a batch in one transaction and enqueue its events; errors go to the pushes."""
@@ -174,6 +183,13 @@ def _fail(batch: list[_Pending], error: Exception) -> None:
             own = error
         own.__cause__ = error if own is not error else error.__cause__
         pending.error = own
+
+
+def _forget_in_child(intake: weakref.ref[ArtifactIntake]) -> None:
+    """After a fork: the child has no writer thread, and starts its own on its first push."""
+    alive = intake()
+    if alive is not None:
+        alive._forget_writer()
 
 
 def _answer_if_waiting(pending: _Pending) -> None:

@@ -11,9 +11,9 @@ on the lock file and the next one runs within a couple of milliseconds of the
 last one's commit. A writer that waits longer than the connection's `timeout`
 gets SQLite's own "database is locked" error, as it would have without this.
 
-What counts as a write is anything but a statement starting with `SELECT`:
-DML, DDL, `PRAGMA` and `WITH` queries take the lock too (briefly, when they
-open no transaction). Reads run beside a writer, as WAL mode allows. One
+What counts as a write is anything but a statement starting with `SELECT` or
+`PRAGMA`: DML, DDL and `WITH` queries take the lock (briefly, when they open no
+transaction). Reads run beside a writer, as WAL mode allows. One
 consequence: a connection that waits for the lock while another connection of
 the same thread holds it waits for its timeout, so never nest write sessions.
 """
@@ -150,5 +150,11 @@ def _open_lock_file(database: str) -> int | None:
 
 
 def _is_read(sql: str) -> bool:
-    """Whether a statement only reads; anything else (DML, DDL, PRAGMA) counts as a write."""
-    return sql.lstrip()[:6].upper() == "SELECT"
+    """Whether a statement needs no writer lock: a `SELECT`, or a `PRAGMA`.
+
+    A new connection's PRAGMAs (WAL, busy timeout, foreign keys) set up the
+    connection itself and must not wait behind a writer; the rare PRAGMA that
+    writes the file waits in SQLite's own lock, as before. Anything else (DML,
+    DDL, `WITH`) counts as a write.
+    """
+    return sql.lstrip()[:6].upper() in ("SELECT", "PRAGMA")

@@ -755,6 +755,12 @@ class Store:
             repository = push.artifact.version.repository_name
             if push.poll_url is not None and not polled.get(repository):
                 polled[repository] = push.poll_url
+        # A new event has no writes, statuses or notifications yet: no need to read it back.
+        # Built before the commit, so that nothing can fail once the rows are stored.
+        created_pairs = [
+            (stored, _event_from_rows(EventRow(**event), [], {}, []))
+            for stored, event in zip(stored_artifacts, event_rows, strict=True)
+        ]
         # Core inserts with many rows each, not the ORM's unit of work: this is the API's
         # hot path, and none of these rows is read back in the transaction.
         with self.session() as session:
@@ -765,11 +771,7 @@ class Store:
                 session.execute(insert(_table(AuditRow)), audit_rows)
             for repository, url in sorted(polled.items()):  # rows locked in one order: no deadlock
                 _register_app_repo(session, repository, url)
-        # A new event has no writes, statuses or notifications yet: no need to read it back.
-        return [
-            (stored, _event_from_rows(EventRow(**event), [], {}, []))
-            for stored, event in zip(stored_artifacts, event_rows, strict=True)
-        ]
+        return created_pairs
 
     def create_event(
         self,

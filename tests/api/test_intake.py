@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -86,10 +87,12 @@ def push_behind_a_held_commit(
         head = pool.submit(outcome, first)
         assert store.entered.wait(10)
         others = [pool.submit(outcome, push) for push in rest]
+        deadline = time.monotonic() + 10
         while intake_backlog(intake) < len(rest):
-            threading.Event().wait(0.01)
+            assert time.monotonic() < deadline, "the pushes never reached the intake's queue"
+            time.sleep(0.01)
         store.go_on.set()
-        return [head.result(), *(future.result() for future in others)]
+        return [head.result(timeout=30), *(future.result(timeout=30) for future in others)]
 
 
 def intake_backlog(intake: ArtifactIntake) -> int:
