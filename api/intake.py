@@ -10,9 +10,10 @@ requests. A burst of N pushes costs one commit, and a lone push waits for nobody
 
 The events are enqueued before the requests are woken, so a 201 means the
 event is stored and (unless a warning says the broker was away, and the sweep
-enqueues it later) queued. Each push still ends on its own: a batch that fails for any reason but an
-unreachable database (one push's reused Idempotency-Key, one value too long for
-its column) is stored again push by push, so only the push at fault fails.
+enqueues it later) queued. Each push still ends on its own: a batch that fails
+for any reason but an unreachable database (one push's reused Idempotency-Key,
+one value too long for its column) is stored again push by push, so only the
+push at fault fails.
 """
 
 from __future__ import annotations

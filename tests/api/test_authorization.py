@@ -257,7 +257,7 @@ def test_behind_a_trusted_proxy_the_audit_names_the_caller(settings: Settings) -
     assert (started["action"], started["login"], started["target"]) == (
         "user.create", "gimletd", "admin",
     )  # fmt: skip
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
 
 
 def test_only_an_admin_may_ask_for_force_even_while_the_env_is_unlocked(

@@ -36,7 +36,7 @@ def signed(settings: Settings, vector: dict[str, Any]) -> Iterator[FlaskClient]:
     secret = SecretStr(vector["token"])
     app = create_app(settings.model_copy(update={"flux_webhook_secret": secret}))
     yield app.test_client()
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
 
 
 def flux_headers(vector: dict[str, Any], signature: str | None = None) -> dict[str, str]:

@@ -194,4 +194,4 @@ def test_a_signed_webhook_nested_too_deep_is_a_400(settings: Settings) -> None:
         headers={"X-GitHub-Event": "delete", "X-Hub-Signature-256": signature},
     )  # fmt: skip
     assert response.status_code == 400
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()

@@ -20,7 +20,7 @@ from tests.conftest import ADMIN
 def pg_client(settings: Settings, postgres_url: str) -> Iterator[FlaskClient]:
     app = create_app(settings.model_copy(update={"database_url": SecretStr(postgres_url)}))
     yield app.test_client()
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
 
 
 def artifact(fixtures_dir: Path, **version: str) -> dict[str, Any]:

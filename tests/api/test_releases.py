@@ -278,7 +278,7 @@ def mapped(tmp_path: Path, settings: Settings) -> Iterator[Flask]:
     )
     app = create_app(configured)
     yield app
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
 
 
 def test_the_gitops_repositories_are_shown_without_credentials(mapped: Flask) -> None:

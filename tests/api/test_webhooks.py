@@ -32,7 +32,7 @@ def hooks(settings: Settings) -> Iterator[FlaskClient]:
     """The API with a webhook secret set."""
     app = create_app(settings.model_copy(update={"github_webhook_secret": SecretStr(SECRET)}))
     yield app.test_client()
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
 
 
 def github_payload(fixtures_dir: Path, name: str) -> bytes:
@@ -123,7 +123,7 @@ def test_without_a_secret_no_delivery_is_accepted(
     app = create_app(configured)
     body = github_payload(fixtures_dir, "delete-branch.json")
     response = deliver(app.test_client(), "delete", body, signature=sign(body, ""))
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
     assert response.status_code == 401
     assert "GITHUB_WEBHOOK_SECRET" in response.json["message"]
     assert stored_events(settings) == []
@@ -226,7 +226,7 @@ def test_a_huge_delivery_is_refused(settings: Settings) -> None:
         )
     )
     response = deliver(app.test_client(), "delete", b"{" + b" " * 4096 + b"}")
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
     assert response.status_code == 413
 
 
@@ -281,7 +281,7 @@ def test_repositories_with_cleanup_policies_are_listed_for_polling(
     client.post("/api/artifact", data=artifact.read_bytes(), headers=ADMIN,
                 content_type="application/json")  # fmt: skip
     repos = client.get("/api/appRepos", headers=ADMIN).json
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
     assert repos == [
         {
             "repository": "mycompany/frontend",

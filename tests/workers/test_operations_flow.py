@@ -160,4 +160,4 @@ def test_an_environment_mapped_to_its_own_repository_is_written_there(
     assert mapped_client.get("/api/gitopsRepo", headers=ADMIN).json["gitopsRepos"] == {
         "staging": str(staging_remote)
     }
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()

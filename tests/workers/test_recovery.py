@@ -46,7 +46,7 @@ def test_an_artifact_posted_while_redis_is_down_is_processed_after_it_returns(
     assert event["status"] == "processed", event
     [commit] = gitops.commits(gitops_remote)
     assert commit.trailers["Gimlet-Event"] == posted["eventId"]
-    app.extensions["gimletd"].store.close()
+    app.extensions["gimletd"].close()
 
 
 def test_a_lock_left_by_a_killed_worker_blocks_its_environment_only_until_it_expires(
