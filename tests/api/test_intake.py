@@ -8,6 +8,7 @@ not depend on timing.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import warnings
@@ -151,9 +152,13 @@ def test_every_push_of_a_batch_hears_that_the_database_is_away(
     try:
         with ThreadPoolExecutor(4) as pool:
             failures = list(pool.map(lambda p: _raised(intake, p), pushes(fixtures_dir, 4)))
+        # Each push hears the database's own error, not merely that the intake gave up.
         assert all(isinstance(f, StoreUnavailable) for f in failures), failures
+        assert all("no such table" in str(f) for f in failures), failures
         # The writer thread outlives the failure: a push after it is answered too.
-        assert isinstance(_raised(intake, pushes(fixtures_dir, 1)[0]), StoreUnavailable)
+        after = _raised(intake, pushes(fixtures_dir, 1)[0])
+        assert isinstance(after, StoreUnavailable)
+        assert "no such table" in str(after)
     finally:
         intake.close()
         store.close()
@@ -167,6 +172,7 @@ def test_a_forked_process_writes_with_a_thread_of_its_own(store: Store, fixtures
         warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork with threads
         pid = os.fork()
     if pid == 0:  # the child: the parent's thread is not here, so it must start its own
+        signal.alarm(20)  # a child left waiting for a thread it does not have dies, and fails
         try:
             store.engine.dispose(close=False)  # the parent's connections stay the parent's
             intake.push(child)
