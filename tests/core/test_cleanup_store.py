@@ -22,7 +22,14 @@ from gimletd.models import (
     Release,
     WriteKind,
 )
-from gimletd.store import CleanupRecord, IndexEntry, IndexHead, PlannedWrite, Store
+from gimletd.store import (
+    ArtifactPush,
+    CleanupRecord,
+    IndexEntry,
+    IndexHead,
+    PlannedWrite,
+    Store,
+)
 
 REPO = "mycompany/frontend"
 HOUR = 3600
@@ -188,6 +195,24 @@ def test_an_artifact_with_a_cleanup_policy_registers_its_repository(
     )  # fmt: skip
     assert any_store.app_repo(REPO) == repo
     assert any_store.app_repo("someone/else") is None
+
+
+def test_pushes_stored_together_register_and_note_as_they_would_one_by_one(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    """In one batch as one by one, the first URL found wins (an empty one is no URL)."""
+    artifact = make_artifact(fixtures_dir, "fix")
+    pr = make_artifact(fixtures_dir, "fix", "pr")
+    any_store.create_artifacts(
+        [
+            ArtifactPush(artifact, "ci", poll_url=""),
+            ArtifactPush(pr, "ci", poll_url="https://example.com/a.git"),
+            ArtifactPush(artifact, "ci", poll_url="https://evil.example/a.git"),
+        ]
+    )
+    [repo] = any_store.app_repos()
+    assert repo.url == "https://example.com/a.git"
+    assert len(list(any_store.branch_artifacts(REPO, "fix"))) == 3
 
 
 def ttl_artifact(any_store: Store, fixtures_dir: Path, ttl: str = "72h") -> str:
