@@ -65,6 +65,10 @@ class Model(BaseModel):
         """The JSON form, without fields that were never set or are null."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def to_json_text(self) -> str:
+        """`to_json` as text, serialised by pydantic's core: for storing, not for reading."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
 
 def check_dns_label(value: str, what: str) -> str:
     """Return `value` if it is a DNS-1123 label, else raise ValueError naming `what`.

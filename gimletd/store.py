@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import secrets
@@ -31,6 +32,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -643,6 +645,12 @@ class Store:
         with _translated_errors(), self.engine.connect() as connection:
             yield connection
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A Core transaction for the writes on hot paths: committed when the block ends."""
+        with _translated_errors(), self.engine.begin() as connection:
+            yield connection
+
     # -- schema -------------------------------------------------------------
 
     def migrate(self) -> None:
@@ -737,7 +745,7 @@ class Store:
             stored_artifacts.append(stored)
             artifact_rows.append(
                 {"id": stored.id, "created": created, "accepted_at": _now(),
-                 "blob": json.dumps(stored.to_json()), **columns}
+                 "blob": stored.to_json_text(), **columns}
             )  # fmt: skip
             event_rows.append(
                 {"id": str(uuid.uuid4()), "created": created, "type": EventType.ARTIFACT.value,
@@ -758,19 +766,25 @@ class Store:
         # A new event has no writes, statuses or notifications yet: no need to read it back.
         # Built before the commit, so that nothing can fail once the rows are stored.
         created_pairs = [
-            (stored, _event_from_rows(EventRow(**event), [], {}, []))
+            (stored, _new_event(event))
             for stored, event in zip(stored_artifacts, event_rows, strict=True)
         ]
-        # Core inserts with many rows each, not the ORM's unit of work: this is the API's
-        # hot path, and none of these rows is read back in the transaction.
-        with self.session() as session:
-            session.execute(insert(_table(ArtifactRow)), artifact_rows)
-            session.execute(insert(_table(EventRow)), event_rows)
-            _note_branches(session, [a.version for a in stored_artifacts])
+        # Core statements built once, in one Core transaction: this is the API's hot path,
+        # and an ORM session and its unit of work cost more than the inserts themselves.
+        with self._writing() as connection:
+            statements = _intake_statements(connection.dialect.name)
+            connection.execute(statements.artifact, artifact_rows)
+            connection.execute(statements.event, event_rows)
+            branches = _branch_rows([a.version for a in stored_artifacts])
+            if branches:
+                connection.execute(statements.branch, branches)
             if audit_rows:
-                session.execute(insert(_table(AuditRow)), audit_rows)
+                connection.execute(statements.audit, audit_rows)
             for repository, url in sorted(polled.items()):  # rows locked in one order: no deadlock
-                _register_app_repo(session, repository, url)
+                connection.execute(
+                    statements.app_repo,
+                    {"repository": repository, "url": url, "created": _now(), "poll_error": ""},
+                )
         return created_pairs
 
     def create_event(
@@ -951,7 +965,7 @@ class Store:
                     row, write.gitops_repo, write.env, write.app, ResultStatus.PENDING, now
                 )
                 pending.files = json.dumps({n: c.decode() for n, c in write.files.items()})
-                pending.release = json.dumps(write.release.to_json())
+                pending.release = write.release.to_json_text()
                 pending.kind = write.kind.value
                 pending.target_sha = write.target_sha
                 pending.forced = write.forced
@@ -2068,8 +2082,17 @@ def _write_from_row(row: GitopsWriteRow | Row[Any]) -> GitopsWrite:
     )
 
 
+def _new_event(columns: dict[str, Any]) -> Event:
+    """The event just stored with `columns`: no writes, statuses or notifications yet.
+
+    Read from a plain namespace: building an `EventRow` (an ORM instance) costs
+    more than the insert.
+    """
+    return _event_from_rows(SimpleNamespace(**columns), [], {}, [])
+
+
 def _event_from_rows(
-    row: EventRow,
+    row: EventRow | SimpleNamespace,
     writes: Sequence[GitopsWriteRow],
     statuses: dict[StatusKey, CommitStatusRow],
     deliveries: Sequence[tuple[NotificationRow, DeliveryRow]],
@@ -2143,7 +2166,12 @@ _USER_BY_TOKEN = select(_table(UserRow)).where(UserRow.token_hash == bindparam("
 
 def _dialect_insert(session: Session, table: type[Base]) -> Any:
     """An INSERT that knows `ON CONFLICT`, in the dialect of the session's database."""
-    if session.get_bind().dialect.name == "postgresql":
+    return _dialect_insert_for(session.get_bind().dialect.name, table)
+
+
+def _dialect_insert_for(dialect: str, table: type[Base]) -> Any:
+    """An INSERT that knows `ON CONFLICT`, in `dialect` (postgresql, or else sqlite)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
         return postgresql_insert(table)
@@ -2172,7 +2200,7 @@ def _release_row_values(gitops_repo: str, entry: IndexEntry) -> dict[str, Any]:
         "event_id": release.event_id[:64],
         "created": entry.created,
         "rolled_back": False,
-        "release": json.dumps(release.to_json()),
+        "release": release.to_json_text(),
     }
 
 
@@ -2272,8 +2300,8 @@ def _env_lock(row: EnvLockRow | Row[Any]) -> EnvLock:
     return EnvLock(env=row.env, reason=row.reason, locked_by=row.locked_by, created=row.created)
 
 
-def _note_branches(session: Session, versions: Sequence[Version]) -> None:
-    """Note the branches artifacts were built from (see `BranchRow`).
+def _branch_rows(versions: Sequence[Version]) -> list[dict[str, Any]]:
+    """The rows of `_IntakeStatements.branch` that note the branches of `versions`.
 
     A push proves the branch exists in its repository now; a pull request's
     source branch may be in a fork, so it is only noted. An artifact of a branch
@@ -2288,9 +2316,41 @@ def _note_branches(session: Session, versions: Sequence[Version]) -> None:
         key = (version.repository_name, branch)
         pushed = _now() if version.event is GitEvent.PUSH else None
         seen[key] = seen.get(key) or pushed  # one row per branch: an upsert may not touch it twice
-    if not seen:
-        return
-    upsert = _dialect_insert(session, BranchRow)
+    return [
+        {"repository": repository, "branch": branch, "seen_at": seen_at}
+        # Sorted: batches committing at once lock their rows in one order (PostgreSQL).
+        for (repository, branch), seen_at in sorted(seen.items())
+    ]
+
+
+@dataclass(frozen=True)
+class _IntakeStatements:
+    """The statements that store artifact pushes, built once per SQL dialect.
+
+    Building a statement (above all an upsert's `excluded` columns) costs more
+    than running it; these run on every batch of pushes.
+    """
+
+    artifact: Any
+    event: Any
+    audit: Any
+    #: Notes a branch as existing (see `BranchRow`): rows of `_branch_rows`.
+    branch: Any
+    #: Registers a repository for branch polling at a URL. The first URL found stays:
+    #: anyone with a CI token can send an artifact, and a later one must not point the
+    #: poll (and APP_REPOS_TOKEN) somewhere else. APP_REPOS overrides it.
+    app_repo: Any
+
+
+@functools.cache
+def _intake_statements(dialect: str) -> _IntakeStatements:
+    upsert = _dialect_insert_for(dialect, BranchRow).values(
+        repository=bindparam("repository"),
+        branch=bindparam("branch"),
+        seen_at=bindparam("seen_at"),
+        deleted_at=None,
+        deletion_event_id="",
+    )
     upsert = upsert.on_conflict_do_update(
         index_elements=["repository", "branch"],
         set_={
@@ -2299,13 +2359,19 @@ def _note_branches(session: Session, versions: Sequence[Version]) -> None:
             "deletion_event_id": "",
         },
     )
-    session.execute(
-        upsert,
-        [{"repository": repository, "branch": branch, "seen_at": seen_at,
-          "deleted_at": None, "deletion_event_id": ""}
-         # Sorted: batches committing at once lock their rows in one order (PostgreSQL).
-         for (repository, branch), seen_at in sorted(seen.items())],
-    )  # fmt: skip
+    app_repo = _dialect_insert_for(dialect, AppRepoRow)
+    app_repo = app_repo.on_conflict_do_update(
+        index_elements=["repository"],
+        set_={"url": app_repo.excluded.url},
+        where=AppRepoRow.url == "",
+    )
+    return _IntakeStatements(
+        artifact=insert(_table(ArtifactRow)),
+        event=insert(_table(EventRow)),
+        audit=insert(_table(AuditRow)),
+        branch=upsert,
+        app_repo=app_repo,
+    )
 
 
 def _ensure_branch(session: Session, repository: str, branch: str) -> None:
@@ -2319,22 +2385,6 @@ def _ensure_branch(session: Session, repository: str, branch: str) -> None:
 
 def _app_repo(row: AppRepoRow) -> AppRepo:
     return AppRepo(row.repository, row.url, row.polled_at, row.poll_error)
-
-
-def _register_app_repo(session: Session, repository: str, url: str) -> None:
-    """Poll `repository` from now on, at `url`.
-
-    The first URL found stays: anyone with a CI token can send an artifact, and
-    a later one must not point the poll (and APP_REPOS_TOKEN) somewhere else, or
-    at a repository without the branches. APP_REPOS overrides it.
-    """
-    session.execute(
-        _dialect_insert(session, AppRepoRow)
-        .values(repository=repository, url=url, created=_now(), poll_error="")
-        .on_conflict_do_update(
-            index_elements=["repository"], set_={"url": url}, where=AppRepoRow.url == ""
-        )
-    )
 
 
 def _mark_seen(session: Session, row: BranchRow, listed_at: float) -> None:
