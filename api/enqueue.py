@@ -15,10 +15,12 @@ from celery import Celery
 log = logging.getLogger(__name__)
 
 PROCESS_EVENT = "gimletd.events.process"
+#: Takes a list of event ids and queues a PROCESS_EVENT task for each.
+DISPATCH_EVENTS = "gimletd.events.dispatch"
 DRAIN_QUEUE = "gimletd.gitops.drain"
 SYNC_INDEX = "gimletd.index.sync"
 #: Every task name the API sends; a test checks the workers register each one.
-TASK_NAMES = (PROCESS_EVENT, DRAIN_QUEUE, SYNC_INDEX)
+TASK_NAMES = (PROCESS_EVENT, DISPATCH_EVENTS, DRAIN_QUEUE, SYNC_INDEX)
 #: The workers' queue for all of them (`workers.celery.RELEASE_QUEUE`; a test checks).
 RELEASE_QUEUE = "gimletd"
 
@@ -44,27 +46,17 @@ class Enqueuer:
         return self.process_events([event_id])
 
     def process_events(self, event_ids: Sequence[str]) -> bool:
-        """Queue the processing of events in one round trip to the broker (kombu's batch).
+        """Queue the processing of events with one message to the broker.
 
-        False (logged) when the broker did not take them all; the sweep enqueues
-        what is missing, and a task sent twice finds its event claimed.
+        Several events go as one DISPATCH_EVENTS task, which a worker turns into
+        a PROCESS_EVENT task per event: on the API's hot path one message per
+        batch of pushes costs a fraction of one per push. False (logged) when
+        the broker did not take it; the sweep enqueues what is missing, and a
+        task sent twice finds its event claimed.
         """
-        try:
-            with self._celery.producer_or_acquire() as producer, producer.batch():
-                for event_id in event_ids:
-                    self._celery.send_task(
-                        PROCESS_EVENT, args=[event_id], retry=False, producer=producer
-                    )
-        except Exception as exc:  # any broker failure: the sweep will enqueue them later
-            log.warning(
-                "could not enqueue %s for events %s, the sweep will: %s",
-                PROCESS_EVENT,
-                ", ".join(event_ids),
-                exc,
-                extra={"event_id": event_ids[0]} if len(event_ids) == 1 else {},
-            )
-            return False
-        return True
+        if len(event_ids) == 1:
+            return self._send(PROCESS_EVENT, event_ids[0], event_id=event_ids[0])
+        return self._send(DISPATCH_EVENTS, list(event_ids))
 
     def drain(self, gitops_repo: str, env: str) -> bool:
         """Ask for the queue of an environment to be applied (after a lock or hold is lifted).
@@ -77,10 +69,17 @@ class Enqueuer:
         """Ask for the release index to be brought up to every repository's head."""
         return self._send(SYNC_INDEX)
 
-    def _send(self, task_name: str, *args: str) -> bool:
+    def _send(self, task_name: str, *args: str | list[str], event_id: str | None = None) -> bool:
+        """Send a task; False (logged, naming `event_id` if given) when the broker failed."""
         try:
             self._celery.send_task(task_name, args=list(args), retry=False)
         except Exception as exc:  # any broker failure: the sweep will enqueue it later
-            log.warning("could not enqueue %s for %s, the sweep will: %s", task_name, args, exc)
+            log.warning(
+                "could not enqueue %s for %s, the sweep will: %s",
+                task_name,
+                args,
+                exc,
+                extra={"event_id": event_id} if event_id else {},
+            )
             return False
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -13,7 +14,7 @@ import redis
 from flask.testing import FlaskClient
 
 from api import create_app
-from api.enqueue import RELEASE_QUEUE
+from api.enqueue import RELEASE_QUEUE, Enqueuer
 from gimletd.models import EventStatus
 from gimletd.settings import Settings
 from tests.conftest import ADMIN
@@ -56,6 +57,17 @@ def test_an_accepted_artifact_is_enqueued_by_task_name(
     message = json.loads(queue.lpop(RELEASE_QUEUE) or b"{}")
     assert message["headers"]["task"] == "gimletd.events.process"
     assert event_id in message["headers"]["argsrepr"]
+
+
+def test_events_stored_together_are_enqueued_as_one_message(redis_url: str) -> None:
+    """A batch of the intake costs the API one broker message; a worker fans it out."""
+    queue = redis.Redis.from_url(redis_url)
+    queue.delete(RELEASE_QUEUE)
+    assert Enqueuer(redis_url).process_events(["event-1", "event-2", "event-3"])
+    messages = [json.loads(m) for m in queue.lrange(RELEASE_QUEUE, 0, -1)]
+    assert [m["headers"]["task"] for m in messages] == ["gimletd.events.dispatch"]
+    args, _, _ = json.loads(base64.b64decode(messages[0]["body"]))
+    assert args == [["event-1", "event-2", "event-3"]]
 
 
 def test_the_artifact_is_accepted_while_redis_is_down(

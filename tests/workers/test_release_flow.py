@@ -15,6 +15,9 @@ from typing import Any
 import yaml
 from flask.testing import FlaskClient
 
+from api.enqueue import Enqueuer
+from gimletd.models import Artifact
+from gimletd.store import ArtifactPush, Store
 from tests.support import gitops
 from tests.support.processes import Process
 from tests.workers.conftest import on_branch, post_artifact, wait_for_event
@@ -90,6 +93,33 @@ def test_no_matching_policy_is_processed_without_a_commit(
     assert event["gitopsHashes"] == []
     assert "no environment" in event["statusDesc"]
     assert gitops.commits(gitops_remote) == []
+
+
+def test_events_dispatched_as_one_batch_are_each_processed(
+    client: FlaskClient,
+    artifact: dict[str, Any],
+    gitops_remote: Path,
+    settings: Any,
+    start_workers: StartWorkers,
+) -> None:
+    """The intake's one message for a batch of pushes becomes a processed event per push."""
+    store = Store(settings.resolved_database_url)
+    try:
+        pushes = [
+            ArtifactPush(Artifact.model_validate(on_branch(artifact, "main", "push", sha=sha)),
+                         triggered_by="admin")
+            for sha in ("a" * 40, "b" * 40, "c" * 40)
+        ]  # fmt: skip
+        events = [event.id for _, event in store.create_artifacts(pushes)]
+    finally:
+        store.close()
+    start_workers(settings)
+    assert Enqueuer(settings.resolved_redis_url).process_events(events)
+    finished = [wait_for_event(client, event_id) for event_id in events]
+    assert [event["status"] for event in finished] == ["processed"] * 3, finished
+    pushed = {commit.sha for commit in gitops.commits(gitops_remote)}
+    released = [h["hash"] for event in finished for h in event["gitopsHashes"]]
+    assert len(released) == 3 and set(released) == pushed, (released, pushed)
 
 
 def test_a_missing_variable_fails_only_its_environment(
