@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.support.githttp",
     "tests.support.ociregistry",
     "tests.support.processes",
+    "tests.resilience.report",
 ]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

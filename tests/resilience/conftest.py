@@ -1,15 +1,16 @@
 """Fixtures of the resilience suite: a whole install per test, and the report of every run.
 
 Redis is a pytest-redis instance of this package's own, since tests here stop
-and restart it; it is emptied before each test. The report lists what each
-run did and every invariant it breached, at the end of the session.
+and restart it; it is emptied before each test. Each run's outcome goes with
+its test's report (`tests.resilience.report` prints them all at the end of the
+session). Under pytest-xdist the suite's tests run one after another on one
+worker (group `resilience`): each starts a whole install that keeps both cores busy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -19,11 +20,15 @@ from pytest_redis.executor import RedisExecutor
 from gimletd.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.resilience.harness import Install, Outcome
+from tests.resilience.report import REPORT_PROPERTY
 
 resilience_redis = factories.redis_proc(port=None)
 
-#: Every run's outcome, printed when the session ends.
-OUTCOMES: list[Outcome] = []
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("resilience"))
 
 
 @pytest.fixture
@@ -65,21 +70,12 @@ def start_install(tmp_path: Path, gitops_remote: Path) -> Iterator[Callable[...,
 
 
 @pytest.fixture
-def report() -> Callable[[Outcome], None]:
-    """Record a run's outcome and fail the test on any breach, naming each."""
+def report(request: pytest.FixtureRequest) -> Callable[[Outcome], None]:
+    """Record a run's outcome for the session's report, and fail the test on any breach."""
 
     def record(outcome: Outcome) -> None:
-        OUTCOMES.append(outcome)
+        lines = [outcome.line(), *(f"  BREACH {breach}" for breach in outcome.breaches[:10])]
+        request.node.user_properties.append((REPORT_PROPERTY, lines))
         assert not outcome.breaches, "\n".join([outcome.line(), *outcome.breaches[:20]])
 
     return record
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not OUTCOMES:
-        return
-    terminalreporter.section("resilience report")
-    for outcome in OUTCOMES:
-        terminalreporter.write_line(outcome.line())
-        for breach in outcome.breaches[:10]:
-            terminalreporter.write_line(f"  BREACH {breach}")

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from gimletd.settings import Settings
 from tests.resilience.harness import Install, Outcome, check, releases
 
-ARTIFACTS = 150
+ARTIFACTS = 100
 ENVIRONMENTS = 10
 DOWN_FOR = 2.0
 

@@ -12,7 +12,7 @@ from pytest_redis.executor import RedisExecutor
 from gimletd.settings import Settings
 from tests.resilience.harness import Install, Outcome, check, releases
 
-ARTIFACTS = 150
+ARTIFACTS = 100
 ENVIRONMENTS = 10
 DOWN_FOR = 3.0
 

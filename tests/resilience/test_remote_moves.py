@@ -15,7 +15,7 @@ from gimletd.settings import Settings
 from tests.resilience.harness import Install, Outcome, check, releases
 from tests.support import gitops
 
-ARTIFACTS = 300
+ARTIFACTS = 200
 ENVIRONMENTS = 10
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "someone", "GIT_AUTHOR_EMAIL": "someone@example.com",

@@ -15,9 +15,9 @@ from gimletd.settings import Settings
 from tests.resilience.harness import Install, Outcome, check, releases
 from workers.locks import LOCK_PREFIX
 
-ARTIFACTS = 160
+ARTIFACTS = 120
 ENVIRONMENTS = 10
-KILLS = 6
+KILLS = 4
 
 
 @pytest.mark.slow
