@@ -5,8 +5,11 @@ every request committing on its own, the API's threads and processes queue for
 the write lock and the disk, and a burst of pushes waits in line. Here the
 request threads hand their push to one writer thread per API process, which
 stores everything that arrived since its last commit in one transaction,
-enqueues the new events in one round trip to the broker, and then wakes the
+enqueues the new events with one message to the broker, and then wakes the
 requests. A burst of N pushes costs one commit, and a lone push waits for nobody.
+Under gunicorn's gevent workers (`api.gunicorn_conf`) the threads are greenlets:
+the requests queue their pushes while the writer waits for the broker or for
+another process's commit.
 
 The events are enqueued before the requests are woken, so a 201 means the
 event is stored and (unless a warning says the broker was away, and the sweep
