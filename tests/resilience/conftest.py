@@ -24,6 +24,7 @@ from tests.resilience.report import REPORT_PROPERTY
 
 resilience_redis = factories.redis_proc(port=None)
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
