@@ -96,30 +96,22 @@ def test_no_matching_policy_is_processed_without_a_commit(
 
 
 def test_events_dispatched_as_one_batch_are_each_processed(
-    client: FlaskClient,
-    artifact: dict[str, Any],
-    gitops_remote: Path,
-    settings: Any,
-    start_workers: StartWorkers,
-) -> None:
+    client: FlaskClient, artifact: dict[str, Any], gitops_remote: Path, store: Store,
+    settings: Any, start_workers: StartWorkers,
+) -> None:  # fmt: skip
     """The intake's one message for a batch of pushes becomes a processed event per push."""
-    store = Store(settings.resolved_database_url)
-    try:
-        pushes = [
-            ArtifactPush(Artifact.model_validate(on_branch(artifact, "main", "push", sha=sha)),
-                         triggered_by="admin")
-            for sha in ("a" * 40, "b" * 40, "c" * 40)
-        ]  # fmt: skip
-        events = [event.id for _, event in store.create_artifacts(pushes)]
-    finally:
-        store.close()
+    versions = [on_branch(artifact, "main", "push", sha=sha) for sha in ("a" * 40, "b" * 40)]
+    pushes = [ArtifactPush(Artifact.model_validate(v), triggered_by="admin") for v in versions]
+    events = [event.id for _, event in store.create_artifacts(pushes)]
     start_workers(settings)
     assert Enqueuer(settings.resolved_redis_url).process_events(events)
     finished = [wait_for_event(client, event_id) for event_id in events]
-    assert [event["status"] for event in finished] == ["processed"] * 3, finished
-    pushed = {commit.sha for commit in gitops.commits(gitops_remote)}
-    released = [h["hash"] for event in finished for h in event["gitopsHashes"]]
-    assert len(released) == 3 and set(released) == pushed, (released, pushed)
+    assert [event["status"] for event in finished] == ["processed"] * 2, finished
+    # Processed side by side, the first may be superseded by the second (I3); never the newest.
+    first, newest = ([result["status"] for result in event["results"]] for event in finished)
+    assert first in (["success"], ["superseded"]) and newest == ["success"], finished
+    head, *_ = gitops.commits(gitops_remote)
+    assert finished[-1]["gitopsHashes"][0]["hash"] == head.sha
 
 
 def test_a_missing_variable_fails_only_its_environment(
