@@ -403,6 +403,12 @@ def apply_queue(
     return QueueResult(reports, waiting)
 
 
+#: The base recorded for a write started on a branch with no commit yet: git's null object
+#: id. A write's base says it was started, and may have been pushed, even with no head:
+#: "" means never started.
+EMPTY_BRANCH = "0" * 40
+
+
 def _settle(
     store: Store, write: GitopsWrite, queued_after: list[GitopsWrite], *, max_attempts: int
 ) -> tuple[GitopsWrite, WriteReport | None]:
@@ -417,7 +423,8 @@ def _settle(
             desc=f"gave up after {write.attempts} attempts: the workers applying "
             "it stopped before recording an outcome",
         )  # fmt: skip
-    if not write.base_sha and newer_policy_deploy(write, queued_after):
+    started = write.status is ResultStatus.APPLYING or bool(write.base_sha)
+    if not started and newer_policy_deploy(write, queued_after):
         return write, WriteReport(
             write.id, write.env, write.app, ResultStatus.SUPERSEDED,
             desc=f"a newer policy deploy of {write.env}/{write.app} was queued behind it",
@@ -529,9 +536,9 @@ def _apply_batch(
             tip = commit
             chained.append((write, planned, commit))
         for write, _, _ in chained:
-            if not store.start_write(write.id, base_sha=head or ""):
+            if not store.start_write(write.id, base_sha=head or EMPTY_BRANCH):
                 raise LockLost(f"{write.env}/{write.app} was finished by another worker")
-            bases[write.id] = head or ""
+            bases[write.id] = head or EMPTY_BRANCH
         if chained and tip is not None:
             keep_alive()
             try:

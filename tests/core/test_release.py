@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gimletd.errors import TemplateError, WriteDeferred
+from gimletd.errors import StoreUnavailable, TemplateError, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.models import Artifact, Manifest, Release, ResultStatus
 from gimletd.release import Plan, Renderer, apply_queue, plan_artifact
@@ -342,6 +342,33 @@ def test_a_write_pushed_by_a_worker_whose_lock_expired_is_not_pushed_again(
     assert store.start_write(write.id, base_sha="") is False, "a finished write is not restarted"
     assert store.event(first).results[0].status is ResultStatus.SUCCESS
     assert len(gitops.commits(gitops_remote)) == 1
+
+
+def test_a_write_pushed_on_an_empty_remote_but_not_recorded_is_not_superseded(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Found by the resilience suite: the database went away between the push and its record.
+
+    The write had started on an empty remote, with no head to record as its base. With a
+    newer deploy of its app queued behind it, it must still be found pushed (I2), not
+    reported superseded while its commit is on the remote.
+    """
+    first = queue_release(store, fixtures_dir, repo, "one")
+    finish_write = store.finish_write
+
+    def database_gone(*args: object, **kwargs: object) -> bool:
+        raise StoreUnavailable("the database is unavailable: connection refused")
+
+    monkeypatch.setattr(store, "finish_write", database_gone)
+    with pytest.raises(StoreUnavailable):
+        apply(store, repo)
+    monkeypatch.setattr(store, "finish_write", finish_write)
+    [pushed] = gitops.commits(gitops_remote)
+    second = queue_release(store, fixtures_dir, repo, "two")
+    assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.SUCCESS]
+    assert store.event(first).results[0].hash == pushed.sha
+    assert [c.trailers["Gimlet-Event"] for c in gitops.commits(gitops_remote)] == [second, first]
 
 
 def test_credentials_in_the_repository_url_never_reach_a_release_record(
