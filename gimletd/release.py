@@ -423,8 +423,7 @@ def _settle(
             desc=f"gave up after {write.attempts} attempts: the workers applying "
             "it stopped before recording an outcome",
         )  # fmt: skip
-    started = write.status is ResultStatus.APPLYING or bool(write.base_sha)
-    if not started and newer_policy_deploy(write, queued_after):
+    if not write.started and newer_policy_deploy(write, queued_after):
         return write, WriteReport(
             write.id, write.env, write.app, ResultStatus.SUPERSEDED,
             desc=f"a newer policy deploy of {write.env}/{write.app} was queued behind it",
@@ -510,10 +509,7 @@ def _apply_batch(
     chaining its commit on the previous one.
     """
     # A write that was started before (a base is recorded) may have been pushed already.
-    bases = {
-        w.id: (w.base_sha if w.status is ResultStatus.APPLYING or w.base_sha else None)
-        for w in batch
-    }
+    bases = {w.id: (w.base_sha if w.started else None) for w in batch}
     for attempt in range(push_attempts):
         keep_alive()
         head = repo.fetch()

@@ -427,6 +427,15 @@ class GitopsWrite:
         """A policy deploy: the kind of write holds keep back and newer ones supersede."""
         return self.kind is WriteKind.RELEASE and self.release.triggered_by == POLICY_TRIGGER
 
+    @property
+    def started(self) -> bool:
+        """A worker began applying it, so it may have been pushed: look for its commit first.
+
+        Applying now (its worker died or lost the lock), or deferred after a start that
+        recorded a base (`release.EMPTY_BRANCH` on a branch with no commit yet).
+        """
+        return self.status is ResultStatus.APPLYING or bool(self.base_sha)
+
 
 @dataclass(frozen=True)
 class IndexEntry:
