@@ -14,7 +14,6 @@ import contextlib
 import copy
 import itertools
 import re
-import signal
 import threading
 import time
 import uuid
@@ -136,10 +135,7 @@ class Install:
             busy = [w for w in self.workers if _running_task(w.log())]
         worker = (busy or self.workers)[0]
         self.workers.remove(worker)
-        parent = psutil.Process(worker.popen.pid)
-        for process in [*parent.children(recursive=True), parent]:
-            process.kill()
-        worker.popen.wait()
+        _kill_with_children(worker)
         self.kills += 1
         self.kills_mid_task += bool(_running_task(worker.log()))
 
@@ -150,11 +146,8 @@ class Install:
         about 3 s, and a warm one waits for a delivery to an endpoint that sleeps.
         """
         for process in self.processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for child in psutil.Process(process.popen.pid).children(recursive=True):
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        child.kill()
-            process.stop(signal.SIGKILL)
+            _kill_with_children(process)
+            process.stop()  # it has exited: this closes its log
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
@@ -292,6 +285,16 @@ class Outcome:
             + "".join(f"{name.replace('_', ' ')} {value}, " for name, value in self.extra.items())
             + f"breaches {len(self.breaches)}"
         )
+
+
+def _kill_with_children(process: Process) -> None:
+    """SIGKILL a process and every process it started (a worker's pool), and reap it."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        parent = psutil.Process(process.popen.pid)
+        for each in [*parent.children(recursive=True), parent]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                each.kill()
+    process.popen.wait()
 
 
 def fetch_events(install: Install, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
