@@ -1,4 +1,4 @@
-"""gunicorn's settings for the API, wherever it is started: `gunicorn -c python:api.gunicorn_conf`.
+"""gunicorn's settings for the API, wherever it is started: `gunicorn -c api/gunicorn_conf.py`.
 
 Each worker process serves many requests at once on gevent's greenlets, not one
 at a time: the artifact intake stores the pushes that arrive together in one
@@ -9,7 +9,9 @@ thread switch under the GIL, and without the poller thread gthread passes every
 keep-alive request through; a push costs about a quarter less CPU. gevent
 patches the standard library in each worker before the app is imported, so the
 intake's writer thread is a greenlet, and psycopg (3.1.14+) waits cooperatively.
-`--workers` and `--worker-class` on the command line override these.
+`--workers` and `--worker-class` on the command line override these. The file is
+given by path (see `gimletd.cli.gunicorn_command`): as `python:api.gunicorn_conf` it
+would import the `api` package in gunicorn's master, before gevent patches anything.
 """
 
 worker_class = "gevent"

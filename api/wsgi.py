@@ -1,6 +1,6 @@
 """The WSGI entry point for gunicorn.
 
-Run it with its settings, `gunicorn -c python:api.gunicorn_conf api.wsgi:app`, as
+Run it with its settings, `gunicorn -c api/gunicorn_conf.py api.wsgi:app`, as
 `gimletd api` does (see `gimletd.cli.gunicorn_command`): without them gunicorn
 serves one request at a time per process, and pushes are never stored together.
 """

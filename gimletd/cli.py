@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import importlib.util
 import os
 import secrets
 import shutil
@@ -233,9 +234,22 @@ ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(
 
 
 def gunicorn_command(host: str, port: int, *, workers: int) -> list[str]:
-    """The API under gunicorn with its settings (`api.gunicorn_conf`), as everything starts it."""
-    return [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "api.wsgi:app",
+    """The API under gunicorn with its settings (`api/gunicorn_conf.py`), as everything starts it.
+
+    The settings are given as a file, not as the module `python:api.gunicorn_conf`:
+    importing that would import the `api` package (Flask, Redis, SQLAlchemy, ssl) in
+    gunicorn's master, before gevent patches the standard library in the workers.
+    """
+    return [sys.executable, "-m", "gunicorn", "-c", str(_gunicorn_settings()), "api.wsgi:app",
             "--bind", f"{host}:{port}", "--workers", str(workers)]  # fmt: skip
+
+
+def _gunicorn_settings() -> Path:
+    """`api/gunicorn_conf.py`, found without importing the `api` package."""
+    spec = importlib.util.find_spec("api")
+    if spec is None or spec.origin is None:
+        raise click.ClickException("the api package is not installed beside gimletd")
+    return Path(spec.origin).parent / "gunicorn_conf.py"
 
 
 def _api_command(host: str, port: int, *, workers: int, dev: bool) -> list[str]:
