@@ -3,8 +3,8 @@
 Redis is a pytest-redis instance of this package's own, since tests here stop
 and restart it; it is emptied before each test. Each run's outcome goes with
 its test's report (`tests.resilience.report` prints them all at the end of the
-session). Under pytest-xdist the suite's tests run one after another on one
-worker (group `resilience`): each starts a whole install that keeps both cores busy.
+session). Each test starts a whole install that keeps both cores busy, so
+`./dev test` runs the suite on its own, one test after another.
 """
 
 from __future__ import annotations
@@ -23,13 +23,6 @@ from tests.resilience.harness import Install, Outcome
 from tests.resilience.report import REPORT_PROPERTY
 
 resilience_redis = factories.redis_proc(port=None)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("resilience"))
 
 
 @pytest.fixture
