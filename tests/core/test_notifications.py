@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 
 from gimletd.models import Release, ResultStatus, Version, WriteKind
-from gimletd.notifications import discord, github, slack, webhook
+from gimletd.notifications import delivery, discord, github, slack, webhook
 from gimletd.notifications.delivery import (
     MAX_BACKOFF,
     NO_ANSWER,
+    Outbound,
     Outcome,
     Reply,
     Verdict,
@@ -305,3 +307,27 @@ def test_a_discord_bot_posts_to_its_channel_with_its_token(httpserver: HTTPServe
     [(request, _)] = httpserver.log
     assert request.headers["User-Agent"].startswith("DiscordBot (")
     assert request.get_json()["allowed_mentions"] == {"parse": []}
+
+
+def test_deliveries_share_a_client_and_a_forked_process_makes_its_own(
+    httpserver: HTTPServer,
+) -> None:
+    """A Celery pool child is forked from its worker: it must not send on the parent's sockets."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    outbound = Outbound.json(httpserver.url_for("/hook"), {"n": 1}, {})
+    assert send(outbound, timeout=5).status == 200
+    assert send(outbound, timeout=5).status == 200
+    assert delivery._client.cache_info().hits >= 1  # the second send reused the first's client
+
+    child = os.fork()
+    if child == 0:  # the child: exit 0 only with a client of its own that works
+        code = 1
+        try:
+            if delivery._client.cache_info().currsize == 0:
+                code = 0 if send(outbound, timeout=5).status == 200 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(httpserver.log) == 3
+    assert send(outbound, timeout=5).status == 200  # the parent's client still works
