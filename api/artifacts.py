@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, jsonify, request
 from pydantic import ValidationError
 
@@ -16,6 +18,8 @@ from gimletd.models import Artifact, Event, GitEvent
 from gimletd.policy import check_cleanup_policy, check_deploy_policy
 from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, ArtifactFilter, ArtifactPush
 from gimletd.templating import check_manifest_templates
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("artifacts", __name__, url_prefix="/api")
 blueprint.before_request(authenticate)
@@ -62,6 +66,14 @@ def save_artifact() -> tuple[Response, int]:
         if key is None or (earlier := store.event_with_key(key)) is None:
             raise
         return _repeated_push(earlier, artifact)
+    # The first line of a release's trail: the workers' lines carry the same event_id.
+    log.info(
+        "artifact %s accepted from %s as event %s",
+        stored.id,
+        login,
+        event.id,
+        extra={"event_id": event.id},
+    )
     return jsonify({**stored.to_json(), "eventId": event.id}), 201
 
 

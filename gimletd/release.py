@@ -467,14 +467,18 @@ def _attempt_batch(
                 store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
                 metrics.WRITE_RETRIES.inc()
         deferred = WriteDeferred(delay, str(exc)) if len(failed) < len(batch) else None
-        names = ", ".join(f"{w.env}/{w.app}" for w in batch)
-        log.warning(
-            "gitops write of %s failed, %s: %s",
-            names,
-            f"retrying in {delay:.0f}s" if deferred is not None else "out of attempts",
-            exc,
-            exc_info=not isinstance(exc, GitOpsError),
-        )
+        given_up = {report.write_id for report in failed}
+        for write in batch:  # a line per write, so each release's trail shows its retries
+            log.warning(
+                "gitops write of %s/%s of event %s failed, %s: %s",
+                write.env,
+                write.app,
+                write.event_id,
+                "out of attempts" if write.id in given_up else f"retrying in {delay:.0f}s",
+                exc,
+                exc_info=not isinstance(exc, GitOpsError) and write is batch[0],
+                extra={"event_id": write.event_id, "env": write.env, "app": write.app},
+            )
         if deferred is not None:
             deferred.__cause__ = exc
         return failed, deferred
@@ -542,7 +546,11 @@ def _apply_batch(
                     repo.push(tip, expected=head)
             except PushRejected:
                 metrics.PUSH_REJECTIONS.inc()
-                log.info("push to %s rejected, re-applying on the new head", repo.url)
+                log.info(
+                    "push of %s to %s rejected, re-applying on the new head",
+                    ", ".join(f"{w.env}/{w.app} (event {w.event_id})" for w, _, _ in chained),
+                    repo.url,
+                )
                 # Rebuild at once: another writer won the race and is done. Only when
                 # that keeps happening, spread the writers out a little.
                 if attempt:

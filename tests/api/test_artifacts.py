@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import socket
 from pathlib import Path
@@ -46,6 +47,16 @@ def test_both_seed_artifacts_are_accepted(
     event = client.get(f"/api/event?id={body['eventId']}", headers=ADMIN).json
     assert event["status"] == EventStatus.NEW.value
     assert event["artifactID"] == body["id"]
+
+
+def test_an_accepted_artifact_starts_its_release_trail_in_the_log(
+    client: FlaskClient, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API's line carries the event id that the workers' lines about the release carry."""
+    with caplog.at_level(logging.INFO, logger="api.artifacts"):
+        body = post(client, seed(fixtures_dir)).json
+    [line] = [r for r in caplog.records if getattr(r, "event_id", None) == body["eventId"]]
+    assert body["id"] in line.getMessage()
 
 
 def test_an_accepted_artifact_is_enqueued_by_task_name(

@@ -204,7 +204,11 @@ def test_releasing_what_is_live_makes_no_commit(
 
 
 def test_an_unreachable_remote_is_retried_then_fails_the_write(
-    store: Store, fixtures_dir: Path, gitops_remote: Path, tmp_path: Path
+    store: Store,
+    fixtures_dir: Path,
+    gitops_remote: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     repo = GitopsRepository(str(gitops_remote), cache_dir=tmp_path / "c", clone_name="t")
     event_id = queue_release(store, fixtures_dir, repo, "one")
@@ -225,6 +229,16 @@ def test_an_unreachable_remote_is_retried_then_fails_the_write(
     event = store.event(event_id)
     assert event.status.value == "error"
     assert "gitops.git" in event.status_desc
+    # Each attempt is in the release's trail: its lines name the event, env and app.
+    lines = [r for r in caplog.records if getattr(r, "event_id", None) == event_id]
+    assert {(getattr(r, "env", None), getattr(r, "app", None)) for r in lines} == {
+        ("staging", "frontend")
+    }
+    assert [r.getMessage().split(":")[0].rsplit(", ", 1)[1] for r in lines] == [
+        "retrying in 2s",
+        "retrying in 4s",
+        "out of attempts",
+    ]
 
 
 def test_a_render_failure_names_the_resolved_app(fixtures_dir: Path) -> None:
