@@ -14,6 +14,29 @@ given by path (see `gimletd.cli.gunicorn_command`): as `python:api.gunicorn_conf
 would import the `api` package in gunicorn's master, before gevent patches anything.
 """
 
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+from gimletd.logs import JsonFormatter  # the standard library only: safe in the master
+
 worker_class = "gevent"
 #: Connections one worker process serves at once.
 worker_connections = 256
+
+
+class JsonLogger(Logger):
+    """gunicorn's own lines (its error log, and the access log when one is asked for) as JSON.
+
+    The same one object per line as GimletD's logs, so a log shipper needs one
+    rule for the whole API. Access lines keep gunicorn's text as their `message`.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+
+logger_class = JsonLogger

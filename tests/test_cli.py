@@ -70,6 +70,10 @@ def test_up_runs_everything_and_processes_the_seed_artifacts(
         up.wait(timeout=60)
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0, "the API stopped with gimletd up"
+    # gunicorn's access lines are JSON objects like every other log line.
+    pushes = [line for line in output.read_text().splitlines() if "POST /api/artifact" in line]
+    assert len(pushes) == 2
+    assert {json.loads(line)["logger"] for line in pushes} == {"gunicorn.access"}
 
 
 def wait(client: httpx.Client, event_id: str) -> dict[str, str]:
