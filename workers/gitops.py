@@ -15,7 +15,7 @@ from gimletd.history import sync_index
 from gimletd.release import apply_queue
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
-from workers.locks import env_lock
+from workers.locks import env_lock, holder_token
 from workers.notify import notice_targets, send_deliveries
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def drain_queue(gitops_repo: str, env: str) -> Drained:
         return Drained.DONE
     repo = context.gitops_repo(gitops_repo)
     lock = env_lock(context.redis_client(), gitops_repo, env, timeout=settings.lock_timeout)
-    if not lock.acquire():
+    if not lock.acquire(token=holder_token()):
         return Drained.BUSY
     try:
         result = apply_queue(

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -26,6 +28,7 @@ from typing import Any
 
 import httpx
 import psutil
+import redis
 from sqlalchemy import create_engine, text
 
 from gimletd.settings import Settings
@@ -33,6 +36,7 @@ from tests.conftest import ADMIN
 from tests.support import gitops
 from tests.support.processes import Process, start_api, start_beat, start_worker
 from tests.support.prometheus import samples
+from workers.locks import LOCK_PREFIX, holder_pid
 
 APP = "frontend"
 #: Celery's log lines of a task starting and of it ending, by task id.
@@ -91,8 +95,9 @@ class Install:
         self.url = ""
         self.workers: list[Process] = []
         self.kills = 0
-        self.kills_mid_task = 0
+        self.kills_mid_write = 0
         self._http: httpx.Client | None = None
+        self._redis: redis.Redis | None = None
         self._numbers = itertools.count()
         self._names = threading.Lock()
 
@@ -122,23 +127,54 @@ class Install:
             self.workers.append(worker)
         return worker
 
-    def kill_busy_worker(self, *, wait: float = 3.0) -> None:
-        """SIGKILL a worker and its pool process, as the OOM killer or a lost node would.
+    def kill_writing_worker(self, *, wait: float = 3.0) -> bool:
+        """SIGKILL a worker and its pool process in the middle of its GitOps writes.
 
-        The worker chosen is one in the middle of a task when one is found within
-        `wait` seconds; whether the kill did land mid-task is read from its log
-        afterwards and counted in `kills_mid_task`.
+        As the OOM killer or a lost node would. The worker chosen is one whose pool
+        process holds an environment's GitOps lock, which it holds only while it
+        applies writes (the lock's token names its pid: `workers.locks.holder_token`).
+        When none does within `wait` seconds, one in the middle of a task, else any.
+        True when the lock was still held when the worker died: its key outlives
+        the kill until it expires, and the kill is counted in `kills_mid_write`.
         """
         deadline = time.monotonic() + wait
-        busy = [w for w in self.workers if _running_task(w.log())]
-        while not busy and time.monotonic() < deadline:
-            time.sleep(0.01)
+        holder = self._lock_holder()
+        while holder is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+            holder = self._lock_holder()
+        if holder is not None:
+            worker, pids = holder
+            for pid in pids & set(self._held_locks().values()):  # the writer first, at once
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        else:
             busy = [w for w in self.workers if _running_task(w.log())]
-        worker = (busy or self.workers)[0]
-        self.workers.remove(worker)
+            worker = (busy or self.workers)[0]
+            pids = _pids_of(worker)
         _kill_with_children(worker)
+        self.workers.remove(worker)
         self.kills += 1
-        self.kills_mid_task += bool(_running_task(worker.log()))
+        mid_write = bool(pids & set(self._held_locks().values()))
+        self.kills_mid_write += mid_write
+        return mid_write
+
+    def _held_locks(self) -> dict[bytes, int | None]:
+        """Each GitOps lock key in Redis and the pid its holder's token names."""
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.settings.resolved_redis_url)
+        return {key: holder_pid(self._redis.get(key) or b"")
+                for key in self._redis.scan_iter(f"{LOCK_PREFIX}:*")}  # fmt: skip
+
+    def _lock_holder(self) -> tuple[Process, set[int]] | None:
+        """A worker whose pool process holds a GitOps lock now, and its pids; None if none."""
+        held = set(self._held_locks().values())
+        if not held:
+            return None
+        for worker in self.workers:
+            pids = _pids_of(worker)
+            if pids & held:
+                return worker, pids
+        return None
 
     def stop(self) -> None:
         """Kill every process and its children when the run is over.
@@ -151,6 +187,8 @@ class Install:
             process.stop()  # it has exited: this closes its log
         if self._http is not None:
             self._http.close()
+        if self._redis is not None:
+            self._redis.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-3000:]}" for p in self.processes)
@@ -285,7 +323,7 @@ class Outcome:
     push_rejections: int = 0
     write_retries: int = 0
     kills: int = 0
-    kills_mid_task: int = 0
+    kills_mid_write: int = 0
     unavailable: int = 0
     extra: dict[str, int] = field(default_factory=dict)  # what only one scenario counts
     breaches: list[str] = field(default_factory=list)
@@ -295,11 +333,20 @@ class Outcome:
             f"{self.name}: events {dict(self.events)}, results {dict(self.results)}, "
             f"commits {self.commits}, push rejections {self.push_rejections}, "
             f"write retries {self.write_retries}, "
-            f"workers killed {self.kills} ({self.kills_mid_task} mid-task), "
+            f"workers killed {self.kills} ({self.kills_mid_write} mid-write), "
             f"503s retried {self.unavailable}, "
             + "".join(f"{name.replace('_', ' ')} {value}, " for name, value in self.extra.items())
             + f"breaches {len(self.breaches)}"
         )
+
+
+def _pids_of(process: Process) -> set[int]:
+    """The pids of a process and its children (a Celery worker's pool processes)."""
+    try:
+        main = psutil.Process(process.popen.pid)
+        return {main.pid, *(child.pid for child in main.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return set()
 
 
 def _kill_with_children(process: Process) -> None:
@@ -352,7 +399,7 @@ def check(
     - the remote passes `git fsck --strict`.
     """
     outcome = Outcome(
-        name, kills=install.kills, kills_mid_task=install.kills_mid_task,
+        name, kills=install.kills, kills_mid_write=install.kills_mid_write,
         unavailable=posted.unavailable,
     )  # fmt: skip
     breaches = outcome.breaches

@@ -36,7 +36,7 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
     chance = random.Random(8)
     for _ in range(KILLS):
         time.sleep(chance.uniform(0.3, 1.0))
-        install.kill_busy_worker()
+        install.kill_writing_worker()
         install.add_worker()
     poster.join()
     last_kill = time.monotonic()  # or the last artifact, which came later
@@ -44,9 +44,12 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
     settled_after = time.monotonic() - last_kill
 
     outcome = check("worker killed", install, posted)
-    # A lock left by a killed worker expires after GITOPS_LOCK_TIMEOUT and the sweep drains
-    # what waited: nothing waits much longer than that once the last kill is over.
-    bound = install_settings.lock_timeout + install_settings.stale_after + 30
+    outcome.extra["seconds_settling_after_the_last_kill"] = round(settled_after)
+    # A lock left by a killed worker expires after GITOPS_LOCK_TIMEOUT (5 s here), and the
+    # sweep (every second) drains a queue that waited STALE_AFTER (3 s): the last kill's env
+    # is free again about 9 s after it, and 10 s more cover a slow machine. (Observed: 0-6 s.)
+    settings = install_settings
+    bound = settings.lock_timeout + settings.stale_after + settings.sweep_interval + 10
     if settled_after > bound:
         outcome.breaches.append(f"settled {settled_after:.0f}s after the last kill (> {bound}s)")
     locks = redis.Redis(host=own_redis.host, port=own_redis.port).keys(f"{LOCK_PREFIX}:*")
@@ -54,5 +57,5 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
         outcome.breaches.append(f"locks left behind after everything settled: {locks}")
     report(outcome)
     assert outcome.kills == KILLS
-    assert outcome.kills_mid_task >= KILLS // 2, "the kills missed the releases in progress"
+    assert outcome.kills_mid_write >= KILLS // 2, "the kills missed the GitOps writes"
     assert sum(outcome.events.values()) == ARTIFACTS
