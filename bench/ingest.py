@@ -256,7 +256,7 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (10)")
     parser.add_argument("--connections", type=int, default=16, help="requests in flight (16)")
     parser.add_argument(
-        "--api-workers", type=int, default=2, help="gunicorn worker processes, 8 threads each (2)"
+        "--api-workers", type=int, default=2, help="gunicorn (gevent) worker processes (2)"
     )
     parser.add_argument(
         "--database-url",

@@ -1932,7 +1932,7 @@ class Store:
         return _user(row)
 
     def metrics_snapshot(self, *, now: float) -> MetricsSnapshot:
-        """The counts `/metrics` shows; grouped queries, so the cost does not grow per row."""
+        """The counts `/metrics` shows: a few grouped queries, not a query per row or per env."""
         with self.session() as session:
             artifacts = session.scalar(select(func.count()).select_from(ArtifactRow)) or 0
             events = session.execute(

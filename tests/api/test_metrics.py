@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from flask.testing import FlaskClient
@@ -67,3 +71,15 @@ def test_metrics_show_queue_depth_age_and_notification_deliveries(
         ]
         == 1
     )
+
+
+def test_each_process_writes_files_named_by_host_and_pid(tmp_path: Path) -> None:
+    """Containers number their processes from 1: a pid alone would name the same file twice."""
+    code = "import os, gimletd.metrics as m; m.WRITE_RETRIES.inc(); print(os.getpid())"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    pid = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    names = {path.name for path in tmp_path.iterdir()}
+    assert f"counter_{socket.gethostname()}-{pid}.db" in names
+    assert f"counter_{pid}.db" not in names
