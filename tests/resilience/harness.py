@@ -378,6 +378,17 @@ def acceptance_order(settings: Settings) -> dict[str, int]:
         engine.dispose()
 
 
+def events_in_flight(settings: Settings) -> int:
+    """Events not yet processed (status `new`), read from the database."""
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        with engine.connect() as connection:
+            count = connection.execute(text("SELECT count(*) FROM events WHERE status = 'new'"))
+            return int(count.scalar_one())
+    finally:
+        engine.dispose()
+
+
 def check(
     name: str,
     install: Install,

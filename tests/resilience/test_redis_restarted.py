@@ -10,7 +10,7 @@ import pytest
 from pytest_redis.executor import RedisExecutor
 
 from gimletd.settings import Settings
-from tests.resilience.harness import Install, Outcome, check, releases
+from tests.resilience.harness import Install, Outcome, check, events_in_flight, releases
 
 ARTIFACTS = 100
 ENVIRONMENTS = 10
@@ -40,6 +40,7 @@ def test_redis_restarted_while_artifacts_arrive_and_while_they_are_processed(
     # During processing: the backlog is in Redis when it goes (and comes back empty).
     more = releases(artifact, range(ARTIFACTS, 2 * ARTIFACTS), ENVIRONMENTS)
     install.post(more, posted=posted)
+    in_flight = events_in_flight(install_settings)
     own_redis.stop()
     time.sleep(DOWN_FOR)
     own_redis.start()
@@ -47,6 +48,10 @@ def test_redis_restarted_while_artifacts_arrive_and_while_they_are_processed(
 
     outcome = check("redis restarted", install, posted)
     outcome.extra["accepted_while_redis_was_down"] = accepted_while_down
+    outcome.extra["events_in_flight_when_redis_stopped"] = in_flight
+    if in_flight == 0:
+        outcome.breaches.append("nothing was left to process when Redis stopped: the "
+                                "processing phase tested nothing")  # fmt: skip
     if accepted_while_down != third:
         outcome.breaches.append(f"{accepted_while_down} of {third} artifacts accepted while "
                                 "Redis was down (I1)")  # fmt: skip
