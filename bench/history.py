@@ -48,7 +48,10 @@ and answers from it. This measures both on the same repositories, in one run:
    `app-0`, stored and queued with `Store.plan_event` (untimed), committed to
    the remote by the workers' `apply_queue` and read into the index by
    `sync_index`, timed together; in turns on the two repositories, and every
-   write with new content.
+   write with new content. Its baseline, **CI's clone, commit and push**, is
+   the same release written as a CI deploy step writes it: `git clone` of a
+   copy of the remote (a local path, git's fastest case), the app's files and
+   `release.json`, `git commit`, `git push`.
 
 Two apps are queried: `app-0`, whose newest release is A - 1 commits below the
 head, and the app of the newest commit. gimletd and both baselines must name the
@@ -199,6 +202,7 @@ class SizeFigures:
     write: Timing = field(default_factory=Timing)
     write_apply: Timing = field(default_factory=Timing)
     write_index: Timing = field(default_factory=Timing)
+    baseline_write: Timing = field(default_factory=Timing)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -211,6 +215,7 @@ class SizeFigures:
             "write": self.write.summary(),
             "write_apply_queue": self.write_apply.summary(),
             "write_sync_index": self.write_index.summary(),
+            "baseline_write": self.baseline_write.summary(),
         }
 
 
@@ -391,6 +396,8 @@ class Site:
     repo: GitopsRepository
     git: pygit2.Repository
     client: httpx.Client
+    #: A copy of the remote that CI's deploy step (the write baseline) pushes to.
+    baseline_remote: Path
 
     @property
     def queried(self) -> list[str]:
@@ -498,6 +505,44 @@ def write_once(site: Site, n: int) -> None:
     site.figures.write.runs.append(done - started)
     site.figures.write_apply.runs.append(applied - started)
     site.figures.write_index.runs.append(done - applied)
+    baseline_write_once(site, n, files, release.to_json_text().encode())
+
+
+#: Who the baseline's commits are by (git refuses to commit without one).
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "CI", "GIT_AUTHOR_EMAIL": "ci@example.com",
+    "GIT_COMMITTER_NAME": "CI", "GIT_COMMITTER_EMAIL": "ci@example.com",
+}  # fmt: skip
+
+
+def baseline_write_once(site: Site, n: int, files: dict[str, bytes], release: bytes) -> None:
+    """The same release as CI's deploy step writes it, timed into `site.figures`.
+
+    `git clone` of the remote (a local path: git's fastest case, hard links and no
+    network), the app's files and `release.json` written, `git commit`, `git push`,
+    onto a copy of the remote so that GimletD's index never sees these commits.
+    """
+    env = {**os.environ, **GIT_IDENTITY}
+    app = app_name(0)
+    with tempfile.TemporaryDirectory(prefix="ci-job-") as job:
+        started = time.perf_counter()
+        clone = Path(job) / "gitops"
+        git_cli("clone", "-q", str(site.baseline_remote), str(clone), env=env)
+        directory = clone / ENV / app
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        for name, content in files.items():
+            (directory / name).write_bytes(content)
+        (directory / "release.json").write_bytes(release)
+        git_cli("-C", str(clone), "add", "-A", env=env)
+        git_cli("-C", str(clone), "commit", "-q", "-m", f"[GimletD release] {ENV}/{app} {n}",
+                env=env)  # fmt: skip
+        git_cli("-C", str(clone), "push", "-q", "origin", f"HEAD:{BRANCH}", env=env)
+        site.figures.baseline_write.runs.append(time.perf_counter() - started)
+
+
+def git_cli(*args: str, env: dict[str, str]) -> None:
+    subprocess.run(["git", *args], env=env, check=True, capture_output=True)
 
 
 def measure_writes(sites: Sequence[Site], count: int) -> None:
@@ -526,7 +571,9 @@ def open_site(stack: contextlib.ExitStack, work: Path, releases: int, apps: int)
     git = pygit2.Repository(str(remote))
     stack.callback(git.free)
     client = stack.enter_context(serve_api(base, remote, db_path))
-    return Site(figures, store, repo, git, client)
+    baseline_remote = base / "ci-gitops.git"
+    git_cli("clone", "-q", "--bare", str(remote), str(baseline_remote), env=dict(os.environ))
+    return Site(figures, store, repo, git, client, baseline_remote)
 
 
 def measure(work: Path, options: Options) -> list[SizeFigures]:
@@ -617,6 +664,11 @@ def report(
     )
     row("  apply_queue", small.write_apply.median_ms, large.write_apply.median_ms)
     row("  sync_index of the new commit", small.write_index.median_ms, large.write_index.median_ms)
+    row(
+        "baseline: CI's clone, commit and push",
+        small.baseline_write.median_ms,
+        large.baseline_write.median_ms,
+    )
     row(
         "initial index build (sync_index)",
         small.index_build_s,
