@@ -138,43 +138,33 @@ class Install:
         the kill until it expires, and the kill is counted in `kills_mid_write`.
         """
         deadline = time.monotonic() + wait
-        holder = self._lock_holder()
+        processes = {worker: _pids_of(worker) for worker in self.workers}  # read /proc once
+        holder = _lock_holder(processes, self._lock_holder_pids())
         while holder is None and time.monotonic() < deadline:
             time.sleep(0.002)
-            holder = self._lock_holder()
+            holder = _lock_holder(processes, self._lock_holder_pids())
         if holder is not None:
-            worker, pids = holder
-            for pid in pids & set(self._held_locks().values()):  # the writer first, at once
+            worker, writing = holder
+            for pid in writing:  # the process in the middle of its writes first, at once
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         else:
             busy = [w for w in self.workers if _running_task(w.log())]
             worker = (busy or self.workers)[0]
-            pids = _pids_of(worker)
+        pids = processes[worker]
         _kill_with_children(worker)
         self.workers.remove(worker)
         self.kills += 1
-        mid_write = bool(pids & set(self._held_locks().values()))
+        mid_write = bool(pids & self._lock_holder_pids())
         self.kills_mid_write += mid_write
         return mid_write
 
-    def _held_locks(self) -> dict[bytes, int | None]:
-        """Each GitOps lock key in Redis and the pid its holder's token names."""
+    def _lock_holder_pids(self) -> set[int]:
+        """The pids that hold a GitOps lock now, as their lock tokens name them."""
         if self._redis is None:
             self._redis = redis.Redis.from_url(self.settings.resolved_redis_url)
-        return {key: holder_pid(self._redis.get(key) or b"")
-                for key in self._redis.scan_iter(f"{LOCK_PREFIX}:*")}  # fmt: skip
-
-    def _lock_holder(self) -> tuple[Process, set[int]] | None:
-        """A worker whose pool process holds a GitOps lock now, and its pids; None if none."""
-        held = set(self._held_locks().values())
-        if not held:
-            return None
-        for worker in self.workers:
-            pids = _pids_of(worker)
-            if pids & held:
-                return worker, pids
-        return None
+        tokens = (self._redis.get(key) for key in self._redis.scan_iter(f"{LOCK_PREFIX}:*"))
+        return {pid for token in tokens if token and (pid := holder_pid(token)) is not None}
 
     def stop(self) -> None:
         """Kill every process and its children when the run is over.
@@ -338,6 +328,16 @@ class Outcome:
             + "".join(f"{name.replace('_', ' ')} {value}, " for name, value in self.extra.items())
             + f"breaches {len(self.breaches)}"
         )
+
+
+def _lock_holder(
+    processes: dict[Process, set[int]], holders: set[int]
+) -> tuple[Process, set[int]] | None:
+    """The worker one of whose `processes` is among the lock `holders`, and those pids."""
+    for worker, pids in processes.items():
+        if pids & holders:
+            return worker, pids & holders
+    return None
 
 
 def _pids_of(process: Process) -> set[int]:

@@ -57,5 +57,5 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
         outcome.breaches.append(f"locks left behind after everything settled: {locks}")
     report(outcome)
     assert outcome.kills == KILLS
-    assert outcome.kills_mid_write >= KILLS // 2, "the kills missed the GitOps writes"
+    assert outcome.kills_mid_write >= KILLS - 1, "the kills missed the GitOps writes"
     assert sum(outcome.events.values()) == ARTIFACTS
