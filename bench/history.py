@@ -89,6 +89,7 @@ from typing import Any
 
 import httpx
 import pygit2
+from e2e import git, git_environment  # beside this file
 from pydantic import SecretStr
 from reporting import ROOT, ratio, save_result, source_version
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -396,8 +397,10 @@ class Site:
     repo: GitopsRepository
     git: pygit2.Repository
     client: httpx.Client
-    #: A copy of the remote that CI's deploy step (the write baseline) pushes to.
+    #: A copy of the remote that CI's deploy step (the write baseline) pushes to, and the
+    #: environment its git commands run in (`e2e.git_environment`).
     baseline_remote: Path
+    baseline_env: dict[str, str]
 
     @property
     def queried(self) -> list[str]:
@@ -508,13 +511,6 @@ def write_once(site: Site, n: int) -> None:
     baseline_write_once(site, n, files, release.to_json_text().encode())
 
 
-#: Who the baseline's commits are by (git refuses to commit without one).
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "CI", "GIT_AUTHOR_EMAIL": "ci@example.com",
-    "GIT_COMMITTER_NAME": "CI", "GIT_COMMITTER_EMAIL": "ci@example.com",
-}  # fmt: skip
-
-
 def baseline_write_once(site: Site, n: int, files: dict[str, bytes], release: bytes) -> None:
     """The same release as CI's deploy step writes it, timed into `site.figures`.
 
@@ -522,27 +518,23 @@ def baseline_write_once(site: Site, n: int, files: dict[str, bytes], release: by
     network), the app's files and `release.json` written, `git commit`, `git push`,
     onto a copy of the remote so that GimletD's index never sees these commits.
     """
-    env = {**os.environ, **GIT_IDENTITY}
+    env = site.baseline_env
     app = app_name(0)
     with tempfile.TemporaryDirectory(prefix="ci-job-") as job:
         started = time.perf_counter()
         clone = Path(job) / "gitops"
-        git_cli("clone", "-q", str(site.baseline_remote), str(clone), env=env)
+        git("clone", "-q", str(site.baseline_remote), str(clone), env=env)
         directory = clone / ENV / app
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         for name, content in files.items():
             (directory / name).write_bytes(content)
         (directory / "release.json").write_bytes(release)
-        git_cli("-C", str(clone), "add", "-A", env=env)
-        git_cli("-C", str(clone), "commit", "-q", "-m", f"[GimletD release] {ENV}/{app} {n}",
+        git("-C", str(clone), "add", "-A", env=env)
+        git("-C", str(clone), "commit", "-q", "-m", f"[GimletD release] {ENV}/{app} {n}",
                 env=env)  # fmt: skip
-        git_cli("-C", str(clone), "push", "-q", "origin", f"HEAD:{BRANCH}", env=env)
+        git("-C", str(clone), "push", "-q", "origin", f"HEAD:{BRANCH}", env=env)
         site.figures.baseline_write.runs.append(time.perf_counter() - started)
-
-
-def git_cli(*args: str, env: dict[str, str]) -> None:
-    subprocess.run(["git", *args], env=env, check=True, capture_output=True)
 
 
 def measure_writes(sites: Sequence[Site], count: int) -> None:
@@ -568,12 +560,14 @@ def open_site(stack: contextlib.ExitStack, work: Path, releases: int, apps: int)
     started = time.perf_counter()
     entries = sync_index(store, repo, repo.fetch())
     figures = SizeFigures(releases, apps, import_s, time.perf_counter() - started, entries)
-    git = pygit2.Repository(str(remote))
-    stack.callback(git.free)
+    git_repo = pygit2.Repository(str(remote))
+    stack.callback(git_repo.free)
     client = stack.enter_context(serve_api(base, remote, db_path))
-    baseline_remote = base / "ci-gitops.git"
-    git_cli("clone", "-q", "--bare", str(remote), str(baseline_remote), env=dict(os.environ))
-    return Site(figures, store, repo, git, client, baseline_remote)
+    baseline_remote, baseline_home = base / "ci-gitops.git", base / "ci-home"
+    baseline_home.mkdir()
+    baseline_env = git_environment(baseline_home)
+    git("clone", "-q", "--bare", str(remote), str(baseline_remote), env=baseline_env)
+    return Site(figures, store, repo, git_repo, client, baseline_remote, baseline_env)
 
 
 def measure(work: Path, options: Options) -> list[SizeFigures]:
@@ -719,17 +713,16 @@ def machine_info(load: list[float]) -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "pygit2": pygit2.__version__,
         "libgit2": pygit2.LIBGIT2_VERSION,
-        "git": git("--version") or "unknown",
+        "git": _git_version(),
         "load_average_1m": {"before": load[0], "after": os.getloadavg()[0]},
     }
 
 
-def git(*args: str) -> str | None:
+def _git_version() -> str:
     try:
-        done = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+        return git("--version").strip()
     except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip()
+        return "unknown"
 
 
 # -- main -------------------------------------------------------------------------------------
