@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import psutil
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from gimletd.settings import Settings
 from tests.conftest import ADMIN
@@ -367,26 +367,29 @@ def fetch_events(install: Install, event_ids: Iterable[str]) -> dict[str, dict[s
         return dict(pool.map(one, event_ids))
 
 
-def acceptance_order(settings: Settings) -> dict[str, int]:
-    """Each event's place in acceptance order, read from the database."""
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[Connection]:
+    """A connection to the install's database, for reading it from outside GimletD."""
     engine = create_engine(settings.resolved_database_url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, seq FROM events"))
-            return {row.id: row.seq for row in rows}
+            yield connection
     finally:
         engine.dispose()
+
+
+def acceptance_order(settings: Settings) -> dict[str, int]:
+    """Each event's place in acceptance order, read from the database."""
+    with _database(settings) as connection:
+        rows = connection.execute(text("SELECT id, seq FROM events"))
+        return {row.id: row.seq for row in rows}
 
 
 def events_in_flight(settings: Settings) -> int:
     """Events not yet processed (status `new`), read from the database."""
-    engine = create_engine(settings.resolved_database_url)
-    try:
-        with engine.connect() as connection:
-            count = connection.execute(text("SELECT count(*) FROM events WHERE status = 'new'"))
-            return int(count.scalar_one())
-    finally:
-        engine.dispose()
+    with _database(settings) as connection:
+        count = connection.execute(text("SELECT count(*) FROM events WHERE status = 'new'"))
+        return int(count.scalar_one())
 
 
 def check(
