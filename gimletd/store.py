@@ -1,8 +1,10 @@
 """The store: artifacts, events, GitOps writes and users in SQLite or PostgreSQL.
 
-This is the only module that uses SQLAlchemy. It translates SQLAlchemy's errors
-once: a lost connection becomes `StoreUnavailable` (the API answers 503, workers
-retry) and a uniqueness violation becomes `Conflict`.
+This is the only module that uses SQLAlchemy, with `gimletd.driver_sql`, which
+runs the statements of the API's hottest path on the driver's cursor. It
+translates SQLAlchemy's errors once: a lost connection becomes
+`StoreUnavailable` (the API answers 503, workers retry) and a uniqueness
+violation becomes `Conflict`.
 
 Three tables carry the release flow:
 
@@ -56,11 +58,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Dialect, Engine, Row
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from gimletd.driver_sql import DriverStatement, driver_cursor
 from gimletd.errors import Conflict, InputError, NotFound, StoreUnavailable
 from gimletd.gitops.layout import public_repo_url
 from gimletd.models import (
@@ -655,10 +659,14 @@ class Store:
             yield connection
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A Core transaction for the writes on hot paths: committed when the block ends."""
-        with _translated_errors(), self.engine.begin() as connection:
-            yield connection
+    def _driver(self) -> Iterator[DBAPICursor]:
+        """A driver cursor for `_hot_statements`; its transaction commits when the block ends."""
+        with _translated_errors(), driver_cursor(self.engine) as cursor:
+            yield cursor
+
+    @functools.cached_property
+    def _hot_statements(self) -> _HotStatements:
+        return _HotStatements.compile(self.engine.dialect)
 
     # -- schema -------------------------------------------------------------
 
@@ -778,22 +786,23 @@ class Store:
             (stored, _new_event(event))
             for stored, event in zip(stored_artifacts, event_rows, strict=True)
         ]
-        # Core statements built once, in one Core transaction: this is the API's hot path,
-        # and an ORM session and its unit of work cost more than the inserts themselves.
-        with self._writing() as connection:
-            statements = _intake_statements(connection.dialect.name)
-            connection.execute(statements.artifact, artifact_rows)
-            connection.execute(statements.event, event_rows)
-            branches = _branch_rows([a.version for a in stored_artifacts])
-            if branches:
-                connection.execute(statements.branch, branches)
-            if audit_rows:
-                connection.execute(statements.audit, audit_rows)
-            for repository, url in sorted(polled.items()):  # rows locked in one order: no deadlock
-                connection.execute(
-                    statements.app_repo,
-                    {"repository": repository, "url": url, "created": _now(), "poll_error": ""},
-                )
+        branches = _branch_rows([a.version for a in stored_artifacts])
+        repos = [
+            {"repository": repository, "url": url, "created": _now(), "poll_error": ""}
+            for repository, url in sorted(polled.items())  # rows locked in one order: no deadlock
+        ]
+        # This is the API's hot path: statements compiled once, on the driver's cursor.
+        hot = self._hot_statements
+        with self._driver() as cursor:
+            for statement, rows in (
+                (hot.artifact, artifact_rows),
+                (hot.event, event_rows),
+                (hot.branch, branches),
+                (hot.audit, audit_rows),
+                (hot.app_repo, repos),
+            ):
+                if rows:
+                    statement.executemany(cursor, rows)
         return created_pairs
 
     def create_event(
@@ -1925,9 +1934,15 @@ class Store:
         about the token itself.
         """
         now = _now() if now is None else now
-        with self._reading() as connection:
-            row = connection.execute(_USER_BY_TOKEN, {"token_hash": hash_token(token)}).first()
-        if row is None or (row.expires_at is not None and row.expires_at <= now):
+        query = self._hot_statements.user_by_token
+        with self._driver() as cursor:
+            query.execute(cursor, {"token_hash": hash_token(token)})
+            found = cursor.fetchone()
+            names = [column[0] for column in cursor.description or ()]
+        if found is None:
+            return None
+        row = SimpleNamespace(**dict(zip(names, found, strict=True)))
+        if row.expires_at is not None and row.expires_at <= now:
             return None
         return _user(row)
 
@@ -2169,10 +2184,6 @@ def _table(row_class: type[Base]) -> Table:
     return cast(Table, row_class.__table__)
 
 
-#: The user of a token hash, as `user_by_token` asks it on every request.
-_USER_BY_TOKEN = select(_table(UserRow)).where(UserRow.token_hash == bindparam("token_hash"))
-
-
 def _dialect_insert(session: Session, table: type[Base]) -> Any:
     """An INSERT that knows `ON CONFLICT`, in the dialect of the session's database."""
     return _dialect_insert_for(session.get_bind().dialect.name, table)
@@ -2332,55 +2343,71 @@ def _branch_rows(versions: Sequence[Version]) -> list[dict[str, Any]]:
     ]
 
 
-@dataclass(frozen=True)
-class _IntakeStatements:
-    """The statements that store artifact pushes, built once per SQL dialect.
+#: The columns each row of `_IntakeStatements` gives, in the order the store builds them.
+_VERSION_KEYS = ("repository", "branch", "event", "source_branch", "target_branch", "tag", "sha")
+_ARTIFACT_KEYS = ("id", "created", "accepted_at", "blob", *_VERSION_KEYS)
+_EVENT_KEYS = ("id", "created", "type", "blob", "status", "status_desc", "artifact_id",
+               "triggered_by", "touched_at", "dedupe_key", *_VERSION_KEYS)  # fmt: skip
+_AUDIT_KEYS = ("at", "login", "address", "action", "target", "detail", "event_id")
+_APP_REPO_KEYS = ("repository", "url", "created", "poll_error")
 
-    Building a statement (above all an upsert's `excluded` columns) costs more
-    than running it; these run on every batch of pushes.
+
+@dataclass(frozen=True)
+class _HotStatements:
+    """The statements of the API's hottest path, compiled once per store for its dialect.
+
+    They run on the driver's cursor (`gimletd.driver_sql`): SQLAlchemy's execution
+    around a statement cost more than running it, and building a statement (above
+    all an upsert's `excluded` columns) more still.
     """
 
-    artifact: Any
-    event: Any
-    audit: Any
+    artifact: DriverStatement
+    event: DriverStatement
+    audit: DriverStatement
     #: Notes a branch as existing (see `BranchRow`): rows of `_branch_rows`.
-    branch: Any
+    branch: DriverStatement
     #: Registers a repository for branch polling at a URL. The first URL found stays:
     #: anyone with a CI token can send an artifact, and a later one must not point the
     #: poll (and APP_REPOS_TOKEN) somewhere else. APP_REPOS overrides it.
-    app_repo: Any
+    app_repo: DriverStatement
+    #: The user of a token, by its hash: every authenticated request runs it.
+    user_by_token: DriverStatement
 
-
-@functools.cache
-def _intake_statements(dialect: str) -> _IntakeStatements:
-    upsert = _dialect_insert_for(dialect, BranchRow).values(
-        repository=bindparam("repository"),
-        branch=bindparam("branch"),
-        seen_at=bindparam("seen_at"),
-        deleted_at=None,
-        deletion_event_id="",
-    )
-    upsert = upsert.on_conflict_do_update(
-        index_elements=["repository", "branch"],
-        set_={
-            "seen_at": func.coalesce(upsert.excluded.seen_at, BranchRow.seen_at),
-            "deleted_at": None,
-            "deletion_event_id": "",
-        },
-    )
-    app_repo = _dialect_insert_for(dialect, AppRepoRow)
-    app_repo = app_repo.on_conflict_do_update(
-        index_elements=["repository"],
-        set_={"url": app_repo.excluded.url},
-        where=AppRepoRow.url == "",
-    )
-    return _IntakeStatements(
-        artifact=insert(_table(ArtifactRow)),
-        event=insert(_table(EventRow)),
-        audit=insert(_table(AuditRow)),
-        branch=upsert,
-        app_repo=app_repo,
-    )
+    @classmethod
+    def compile(cls, dialect: Dialect) -> _HotStatements:
+        upsert = _dialect_insert_for(dialect.name, BranchRow).values(
+            repository=bindparam("repository"),
+            branch=bindparam("branch"),
+            seen_at=bindparam("seen_at"),
+            deleted_at=None,
+            deletion_event_id="",
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["repository", "branch"],
+            set_={
+                "seen_at": func.coalesce(upsert.excluded.seen_at, BranchRow.seen_at),
+                "deleted_at": None,
+                "deletion_event_id": "",
+            },
+        )
+        app_repo = _dialect_insert_for(dialect.name, AppRepoRow)
+        app_repo = app_repo.on_conflict_do_update(
+            index_elements=["repository"],
+            set_={"url": app_repo.excluded.url},
+            where=AppRepoRow.url == "",
+        )
+        compile = DriverStatement.compile
+        return cls(
+            artifact=compile(insert(_table(ArtifactRow)), dialect, _ARTIFACT_KEYS),
+            event=compile(insert(_table(EventRow)), dialect, _EVENT_KEYS),
+            audit=compile(insert(_table(AuditRow)), dialect, _AUDIT_KEYS),
+            branch=compile(upsert, dialect),
+            app_repo=compile(app_repo, dialect, _APP_REPO_KEYS),
+            user_by_token=compile(
+                select(_table(UserRow)).where(UserRow.token_hash == bindparam("token_hash")),
+                dialect,
+            ),
+        )
 
 
 def _ensure_branch(session: Session, repository: str, branch: str) -> None:
@@ -2589,7 +2616,7 @@ def _user_row(session: Session, login: str) -> UserRow:
     return row
 
 
-def _user(row: UserRow | Row[Any]) -> UserInfo:
+def _user(row: UserRow | Row[Any] | SimpleNamespace) -> UserInfo:
     return UserInfo(
         login=row.login,
         role=Role(row.role),
