@@ -85,18 +85,22 @@ class StoreCollector(Collector):
         for (event_type, status), count in sorted(snapshot.events.items()):
             events.add_metric([event_type, status], count)
         yield events
+        # Every environment that ever had a write, 0 once its queue is empty: a series that
+        # vanished would read as "no data" in a dashboard rather than as an empty queue.
         depth = GaugeMetricFamily(
-            "gimletd_queue_depth", "GitOps writes not yet applied, per environment.",
-            labels=["env"],
-        )  # fmt: skip
+            "gimletd_queue_depth",
+            "GitOps writes not yet applied, per GitOps repository and environment.",
+            labels=["gitops_repo", "env"],
+        )
         oldest = GaugeMetricFamily(
             "gimletd_queue_oldest_pending_seconds",
-            "Age of the oldest GitOps write not yet applied, per environment.",
-            labels=["env"],
+            "Age of the oldest GitOps write not yet applied (0 when none is), per GitOps "
+            "repository and environment.",
+            labels=["gitops_repo", "env"],
         )
-        for env, (count, age) in sorted(snapshot.queues.items()):
-            depth.add_metric([env], count)
-            oldest.add_metric([env], age)
+        for (repo, env), (count, age) in sorted(snapshot.queues.items()):
+            depth.add_metric([repo, env], count)
+            oldest.add_metric([repo, env], age)
         yield depth
         yield oldest
         deliveries = GaugeMetricFamily(

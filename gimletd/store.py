@@ -592,8 +592,10 @@ class MetricsSnapshot:
 
     artifacts: int
     events: dict[tuple[str, str], int]
-    #: env → (writes not yet applied, age in seconds of the oldest one).
-    queues: dict[str, tuple[int, float]]
+    #: (GitOps repository, env) → (writes not yet applied, age in seconds of the oldest
+    #: one), for every environment that ever had a write: (0, 0.0) once its queue is empty.
+    #: The repository as `public_repo_url` shows it.
+    queues: dict[tuple[str, str], tuple[int, float]]
     deliveries: dict[tuple[str, str], int]
 
 
@@ -1955,11 +1957,19 @@ class Store:
                     EventRow.type, EventRow.status
                 )
             ).all()
-            queues = session.execute(
-                select(GitopsWriteRow.env, func.count(), func.min(GitopsWriteRow.created))
+            pending = session.execute(
+                select(
+                    GitopsWriteRow.gitops_repo,
+                    GitopsWriteRow.env,
+                    func.count(),
+                    func.min(GitopsWriteRow.created),
+                )
                 .where(GitopsWriteRow.status.in_(UNFINISHED))
-                .group_by(GitopsWriteRow.env)
+                .group_by(GitopsWriteRow.gitops_repo, GitopsWriteRow.env)
             ).all()
+            queues = {key: (0, 0.0) for key in _queue_keys(session)}
+            for repo, env, count, oldest in pending:
+                queues[(repo, env)] = (count, now - oldest)
             deliveries = session.execute(
                 select(DeliveryRow.target, DeliveryRow.status, func.count()).group_by(
                     DeliveryRow.target, DeliveryRow.status
@@ -1968,7 +1978,7 @@ class Store:
         return MetricsSnapshot(
             artifacts=artifacts,
             events={(kind, status): count for kind, status, count in events},
-            queues={env: (count, max(now - oldest, 0.0)) for env, count, oldest in queues},
+            queues=_public_queues(queues),
             deliveries={(target, status): count for target, status, count in deliveries},
         )
 
@@ -2314,6 +2324,37 @@ def _hold_row(gitops_repo: str, hold: Hold) -> HoldRow:
         commit_sha=hold.commit,
         created=hold.created,
     )
+
+
+def _queue_keys(session: Session) -> list[tuple[str, str]]:
+    """Every (GitOps repository, env) that ever had a write, in order.
+
+    Read by skipping along the queue's index, one step per key: a GROUP BY
+    would read every write ever made (170 ms at a million writes on SQLite,
+    against under a millisecond for 30 environments this way).
+    """
+    W = GitopsWriteRow
+    keys: list[tuple[str, str]] = []
+    repo = session.scalar(select(func.min(W.gitops_repo)))
+    while repo is not None:
+        env = session.scalar(select(func.min(W.env)).where(W.gitops_repo == repo))
+        while env is not None:
+            keys.append((repo, env))
+            env = session.scalar(select(func.min(W.env)).where(W.gitops_repo == repo, W.env > env))
+        repo = session.scalar(select(func.min(W.gitops_repo)).where(W.gitops_repo > repo))
+    return keys
+
+
+def _public_queues(
+    queues: dict[tuple[str, str], tuple[int, float]],
+) -> dict[tuple[str, str], tuple[int, float]]:
+    """The queues by `public_repo_url`: one URL with and without credentials is one queue."""
+    public: dict[tuple[str, str], tuple[int, float]] = {}
+    for (repo, env), (count, age) in queues.items():
+        key = (public_repo_url(repo), env)
+        before_count, before_age = public.get(key, (0, 0.0))
+        public[key] = (before_count + count, max(before_age, age, 0.0))
+    return public
 
 
 def _env_lock(row: EnvLockRow | Row[Any]) -> EnvLock:

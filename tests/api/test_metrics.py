@@ -12,7 +12,7 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gimletd.models import DeliveryStatus, EventType, Release, WriteKind
+from gimletd.models import DeliveryStatus, EventType, Release, ResultStatus, WriteKind
 from gimletd.notifications.notice import Notice, NoticeKind
 from gimletd.store import FailedEnvironment, PlannedWrite, Store
 from tests.conftest import ADMIN
@@ -59,8 +59,9 @@ def test_metrics_show_queue_depth_age_and_notification_deliveries(
     )
     store.finish_delivery(notice.id, "slack", DeliveryStatus.FAILED, "channel_not_found")
     values = samples(client)
-    assert values[("gimletd_queue_depth", (("env", "prod"),))] == 1
-    assert values[("gimletd_queue_oldest_pending_seconds", (("env", "prod"),))] >= 0
+    prod = (("env", "prod"), ("gitops_repo", "repo"))
+    assert values[("gimletd_queue_depth", prod)] == 1
+    assert values[("gimletd_queue_oldest_pending_seconds", prod)] >= 0
     assert (
         values[("gimletd_notification_deliveries", (("status", "failed"), ("target", "slack")))]
         == 1
@@ -71,6 +72,30 @@ def test_metrics_show_queue_depth_age_and_notification_deliveries(
         ]
         == 1
     )
+
+
+def test_queues_are_per_gitops_repo_and_read_zero_once_empty(
+    client: FlaskClient, store: Store
+) -> None:
+    """Two repositories with an env of the same name are two queues; credentials never show."""
+    secret_repo = "https://deployer:s3cret@git.example.com/org/gitops.git"
+    for repo in ("repo", "other-repo", secret_repo):
+        event = store.create_event(EventType.DELETE, request={}, triggered_by="jane")
+        release = Release(app="web", env="prod", artifact_id="", triggered_by="jane")
+        write = PlannedWrite(repo, "prod", "web", {}, release, kind=WriteKind.DELETE)
+        store.plan_event(event.id, writes=[write], failures=[])
+    store.finish_write(store.unfinished_writes("repo", "prod")[0].id, ResultStatus.SUCCESS)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "s3cret" not in text
+    values = samples(client)
+    depth = {
+        dict(labels)["gitops_repo"]: value
+        for (name, labels), value in values.items()
+        if name == "gimletd_queue_depth"
+    }
+    assert depth == {"repo": 0, "other-repo": 1, "https://git.example.com/org/gitops.git": 1}
+    emptied = (("env", "prod"), ("gitops_repo", "repo"))
+    assert values[("gimletd_queue_oldest_pending_seconds", emptied)] == 0
 
 
 def test_each_process_writes_files_named_by_host_and_pid(tmp_path: Path) -> None:
