@@ -1,9 +1,10 @@
 """Database fixtures: SQLite always, PostgreSQL when one is reachable.
 
-PostgreSQL is found at GIMLETD_TEST_POSTGRES_URL (default: the local server,
-user postgres, trust auth). Each test gets a database of its own, dropped
-afterwards; without a reachable server the PostgreSQL cases are skipped with
-the reason shown in the summary.
+PostgreSQL is found at GIMLETD_TEST_POSTGRES_URL, which `./dev test` points at
+a server it starts for the run (default: the local server, user postgres, trust
+auth). Each test gets a database of its own, dropped afterwards; without a
+reachable server the PostgreSQL cases are skipped with the reason shown in the
+summary.
 """
 
 from __future__ import annotations
