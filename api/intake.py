@@ -26,6 +26,7 @@ import functools
 import logging
 import os
 import queue
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Most pushes stored in one transaction.
 MAX_BATCH = 64
+#: Longest the writer waits for ready pushes to join a batch, in seconds (see
+#: `_gather_ready_pushes`).
+MAX_GATHER = 0.01
 
 
 @dataclass
@@ -107,6 +111,7 @@ class ArtifactIntake:
         """Start the writer thread unless it runs (call with `_starting` held)."""
         if self._writer is not None:
             return
+        self._gather = _gather_ready_pushes()  # after gunicorn's gevent worker has patched
         self._writer = threading.Thread(
             target=self._write_until_closed, name="artifact-intake", daemon=True
         )
@@ -119,6 +124,7 @@ class ArtifactIntake:
                 first = self._queue.get()
                 if first is None:
                     return
+                self._gather()
                 batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:
@@ -176,6 +182,30 @@ class ArtifactIntake:
             pending.stored = artifact_and_event
         # One round trip for the batch; logged when the broker is away, and the sweep enqueues.
         self._enqueue([event.id for _, event in stored])
+
+
+def _gather_ready_pushes() -> Callable[[], None]:
+    """What the writer does before it takes a batch, so that the pushes ready to join do.
+
+    Under gevent (gunicorn's workers, `api.gunicorn_conf`) a request runs until it
+    waits, and the writer was woken by the first push while the other requests
+    whose bytes had arrived were still to be validated. Waiting until the event
+    loop is idle lets each of them reach `push` first, so the batch holds them all:
+    under `bench/ingest.py`'s load, batches went from 4.5 pushes to 6.5-8, a
+    commit and a broker message each, and the p99 from 56-79 ms to 37-48 ms.
+    The wait is bounded by MAX_GATHER, for a loop that never idles. Under real
+    threads there is no such moment to wait for: a batch is what has arrived.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("threading"):
+        return lambda: None
+    import gevent
+
+    def gather() -> None:
+        with gevent.Timeout(MAX_GATHER, False):
+            gevent.idle()
+
+    return gather
 
 
 def _fail(batch: list[_Pending], error: Exception) -> None:

@@ -7,8 +7,11 @@ not depend on timing.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -216,3 +219,55 @@ def _raised(intake: ArtifactIntake, push: ArtifactPush) -> Exception | None:
     except Exception as exc:
         return exc
     return None
+
+
+GEVENT_PUSHES = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import json, sys
+
+import gevent
+
+import api.intake
+from api.intake import ArtifactIntake
+from gimletd.models import Artifact
+from gimletd.store import ArtifactPush, Store
+
+store = Store(sys.argv[1])
+store.migrate()
+artifact = Artifact.model_validate_json(sys.argv[2])
+batches = []
+if sys.argv[3] == "without":
+    api.intake._gather_ready_pushes = lambda: lambda: None
+intake = ArtifactIntake(store, lambda ids: batches.append(len(ids)) or True)
+
+
+def request(n):
+    gevent.sleep(0)  # a request reads its body: it waits once before it pushes
+    intake.push(ArtifactPush(artifact.model_copy(update={"id": str(n)}), "ci"))
+
+
+gevent.joinall([gevent.spawn(request, n) for n in range(8)], raise_error=True)
+print(json.dumps(batches))
+"""
+
+
+@pytest.mark.parametrize("gather", ["with", "without"])
+def test_under_gevent_a_batch_takes_every_push_that_is_ready(
+    gather: str, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    """The writer waits until the loop is idle, so ready requests join the first batch."""
+    artifact = Artifact.model_validate(seed(fixtures_dir)).model_dump_json(by_alias=True)
+    url = f"sqlite:///{tmp_path / 'gevent.sqlite'}"
+    ran = subprocess.run(
+        [sys.executable, "-c", GEVENT_PUSHES, url, artifact, gather],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    batches = json.loads(ran.stdout)
+    assert sum(batches) == 8
+    if gather == "with":
+        assert batches == [8]
+    else:  # the writer wakes at the first push and takes it alone: what the wait is for
+        assert batches[0] < 8
