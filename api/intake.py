@@ -9,7 +9,8 @@ enqueues the new events with one message to the broker, and then wakes the
 requests. A burst of N pushes costs one commit, and a lone push waits for nobody.
 Under gunicorn's gevent workers (`api.gunicorn_conf`) the threads are greenlets:
 the requests queue their pushes while the writer waits for the broker or for
-another process's commit.
+another process's commit, and the writer lets every ready request reach its push
+before it takes a batch (`_gather_ready_pushes`).
 
 The events are enqueued before the requests are woken, so a 201 means the
 event is stored and (unless a warning says the broker was away, and the sweep
