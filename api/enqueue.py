@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from celery import Celery
 
+from gimletd.gitops.layout import public_repo_url
+
 log = logging.getLogger(__name__)
 
 PROCESS_EVENT = "gimletd.events.process"
@@ -72,10 +74,7 @@ class Enqueuer:
     def _send(self, task_name: str, *args: str | list[str], event_id: str | None = None) -> bool:
         """Send a task; False (logged, naming `event_id` if given) when the broker failed."""
         try:
-            # argsrepr given: Celery's own (saferepr) costs a tenth of a send, for our plain ids.
-            self._celery.send_task(
-                task_name, args=list(args), retry=False, argsrepr=repr(list(args))[:1024]
-            )
+            self._celery.send_task(task_name, args=list(args), retry=False, argsrepr=_shown(args))
         except Exception as exc:  # any broker failure: the sweep will enqueue it later
             log.warning(
                 "could not enqueue %s for %s, the sweep will: %s",
@@ -86,3 +85,12 @@ class Enqueuer:
             )
             return False
         return True
+
+
+def _shown(args: Sequence[str | list[str]]) -> str:
+    """A task's arguments as worker logs show them: without credentials in a repository URL.
+
+    Given to Celery as `argsrepr`: its own (saferepr) costs a tenth of a send, and
+    these are plain strings and lists of event ids.
+    """
+    return repr([public_repo_url(a) if isinstance(a, str) else a for a in args])[:1024]

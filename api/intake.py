@@ -192,8 +192,8 @@ def _gather_ready_pushes() -> Callable[[], None]:
     waits, and the writer was woken by the first push while the other requests
     whose bytes had arrived were still to be validated. Waiting until the event
     loop is idle lets each of them reach `push` first, so the batch holds them all:
-    under `bench/ingest.py`'s load, batches went from 4.5 pushes to 6.5-8, a
-    commit and a broker message each, and the p99 from 56-79 ms to 37-48 ms.
+    under `bench/ingest.py`'s load, batches went from 4.1-4.7 pushes to 6.6-7.9,
+    a commit and a broker message each, and the p99 from 58-63 ms to 26-34 ms.
     The wait is bounded by MAX_GATHER, for a loop that never idles. Under real
     threads there is no such moment to wait for: a batch is what has arrived.
     """

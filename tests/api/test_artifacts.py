@@ -81,6 +81,20 @@ def test_events_stored_together_are_enqueued_as_one_message(redis_url: str) -> N
     assert args == [["event-1", "event-2", "event-3"]]
 
 
+def test_a_drain_message_shows_its_repository_without_credentials(redis_url: str) -> None:
+    """Worker logs print a task's argsrepr; the task itself still gets the URL it needs."""
+    queue = redis.Redis.from_url(redis_url)
+    queue.delete(RELEASE_QUEUE)
+    url = "https://deployer:s3cret@git.example.com/org/gitops.git"
+    assert Enqueuer(redis_url).drain(url, "staging")
+    [message] = [json.loads(m) for m in queue.lrange(RELEASE_QUEUE, 0, -1)]
+    assert message["headers"]["argsrepr"] == (
+        "['https://git.example.com/org/gitops.git', 'staging']"
+    )
+    args, _, _ = json.loads(base64.b64decode(message["body"]))
+    assert args == [url, "staging"]
+
+
 def test_the_artifact_is_accepted_while_redis_is_down(
     settings: Settings, fixtures_dir: Path
 ) -> None:

@@ -241,6 +241,8 @@ artifact = Artifact.model_validate_json(sys.argv[2])
 batches = []
 if sys.argv[3] == "without":
     api.intake._gather_ready_pushes = lambda: lambda: None
+else:  # a bound long enough that a busy machine cannot end the wait before the loop idles
+    api.intake.MAX_GATHER = 5
 intake = ArtifactIntake(store, lambda ids: batches.append(len(ids)) or True)
 
 

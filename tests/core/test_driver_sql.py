@@ -60,6 +60,10 @@ def test_a_default_computed_at_execution_is_refused_when_compiling() -> None:
     given = DriverStatement.compile(insert(things), sqlite.dialect(), ("id", "name", "made_by"))
     assert given.fixed == {"kind": "plain"}  # a scalar default is filled in by the statement
     assert given.order == ("id", "name", "kind", "made_by")
+    on_postgresql = DriverStatement.compile(
+        insert(things), postgresql.psycopg.dialect(), ("name", "made_by")
+    )
+    assert "RETURNING" not in on_postgresql.sql  # the new ids would be sent back unread
 
 
 def test_pushes_stored_on_the_driver_get_the_columns_defaults(
