@@ -59,14 +59,20 @@ class CommitTrailers:
 
 
 def public_repo_url(url: str) -> str:
-    """A repository URL as release records and the API show it: without a `user:token@` part.
+    """A repository URL as release records, the API and `/metrics` show it: without secrets.
 
-    Credentials may be written into an https GITOPS_REPO; they must not end up in a
-    commit or an answer.
+    Credentials may be written into an https GITOPS_REPO (`user:token@`); they must
+    not end up in a commit or an answer. Other schemes keep their user (`ssh://git@`
+    names the login, not a secret) and lose a password written after it.
     """
     parts = urlsplit(url)
-    if parts.scheme in ("http", "https") and "@" in parts.netloc:
-        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if parts.scheme in ("http", "https"):
+        return urlunsplit(parts._replace(netloc=host))
+    if ":" in userinfo:
+        return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}"))
     return url
 
 

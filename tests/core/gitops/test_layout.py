@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gimletd.gitops import layout
+from gimletd.gitops.layout import public_repo_url
 from gimletd.models import Release
 
 
@@ -76,3 +77,18 @@ def test_a_trailer_value_cannot_add_lines() -> None:
         "staging", "frontend", "evil\nGimlet-Event: forged", trailers("evil\nGimlet-Event: forged")
     )
     assert layout.parse_trailers(message)["Gimlet-Event"] == "ev-1"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:token@git.example.com/org/gitops.git", "https://git.example.com/org/gitops.git"),
+        ("https://git.example.com/org/gitops.git", "https://git.example.com/org/gitops.git"),
+        ("ssh://git@git.example.com/org/gitops.git", "ssh://git@git.example.com/org/gitops.git"),
+        ("ssh://deploy:pass@git.example.com:2222/gitops.git", "ssh://deploy@git.example.com:2222/gitops.git"),
+        ("git@github.com:org/gitops.git", "git@github.com:org/gitops.git"),
+        ("/srv/git/gitops.git", "/srv/git/gitops.git"),
+    ],
+)  # fmt: skip
+def test_a_repository_is_shown_without_its_secrets(url: str, shown: str) -> None:
+    assert public_repo_url(url) == shown
