@@ -1949,7 +1949,10 @@ class Store:
         return _user(row)
 
     def metrics_snapshot(self, *, now: float) -> MetricsSnapshot:
-        """The counts `/metrics` shows: a few grouped queries, not a query per row or per env."""
+        """The counts `/metrics` shows: grouped queries, and two index seeks per queue.
+
+        Nothing here reads every write ever made (see `_queue_keys`).
+        """
         with self.session() as session:
             artifacts = session.scalar(select(func.count()).select_from(ArtifactRow)) or 0
             events = session.execute(
@@ -2399,7 +2402,7 @@ def _branch_rows(versions: Sequence[Version]) -> list[dict[str, Any]]:
     ]
 
 
-#: The columns each row of `_IntakeStatements` gives, in the order the store builds them.
+#: The columns each row of `_HotStatements`' inserts gives (`create_artifacts` builds them).
 _VERSION_KEYS = ("repository", "branch", "event", "source_branch", "target_branch", "tag", "sha")
 _ARTIFACT_KEYS = ("id", "created", "accepted_at", "blob", *_VERSION_KEYS)
 _EVENT_KEYS = ("id", "created", "type", "blob", "status", "status_desc", "artifact_id",
