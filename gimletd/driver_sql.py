@@ -37,6 +37,8 @@ class DriverStatement:
     sql: str
     #: The parameters' names in the order of their placeholders; None for named placeholders.
     order: tuple[str, ...] | None
+    #: Every parameter's name: a value for any other name is a mistake, not to be dropped.
+    names: frozenset[str]
     #: Values the statement fixes itself: literals in it, and the columns' scalar defaults.
     fixed: Mapping[str, Any]
 
@@ -69,15 +71,30 @@ class DriverStatement:
                 raise ValueError(f"give {column.key} a value: its default is a Python callable")
             fixed[column.key] = default.arg
         order = compiled.positiontup
-        return cls(compiled.string, tuple(order) if order is not None else None, fixed)
+        names = frozenset(compiled.bind_names.values())
+        return cls(compiled.string, tuple(order) if order is not None else None, names, fixed)
 
     def execute(self, cursor: DBAPICursor, values: Mapping[str, Any]) -> None:
         """Run the statement once with `values`, which must give every parameter it names."""
+        self._check(values)
         cursor.execute(self.sql, self._parameters(values))
 
     def executemany(self, cursor: DBAPICursor, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement for each of `rows` in one call to the driver."""
+        """Run the statement for each of `rows` (all with the same keys) in one driver call."""
+        if rows:
+            self._check(rows[0])
         cursor.executemany(self.sql, [self._parameters(row) for row in rows])
+
+    def _check(self, values: Mapping[str, Any]) -> None:
+        """:raise ValueError: for a value the statement has no parameter for.
+
+        Laid out by `order`, or handed to a driver that ignores extra names, it
+        would be dropped without a word: a column added to the rows and not to
+        the statement would never be stored.
+        """
+        unknown = values.keys() - self.names
+        if unknown:
+            raise ValueError(f"no parameter for {sorted(unknown)} in {self.sql!r}")
 
     def _parameters(self, values: Mapping[str, Any]) -> Any:
         merged = {**self.fixed, **values}

@@ -50,6 +50,8 @@ def test_a_statement_runs_on_a_driver_cursor_with_its_literals_filled_in() -> No
     assert cursor.fetchall() == [(1,)]
     with pytest.raises(KeyError, match="name"):
         on_sqlite.execute(cursor, {})
+    with pytest.raises(ValueError, match=r"no parameter for \['made_by'\]"):
+        on_sqlite.execute(cursor, {"name": "a", "made_by": "dropped otherwise"})
     on_postgresql = DriverStatement.compile(query, postgresql.psycopg.dialect())
     assert on_postgresql.order is None and "%(name)s" in on_postgresql.sql  # the driver maps names
 
