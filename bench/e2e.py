@@ -906,8 +906,8 @@ PROFILED_STORE = (
     "unfinished_writes",
     "count_write_attempt",
     "last_applied_seq",
-    "start_write",
-    "finish_write",
+    "start_writes",
+    "finish_writes",
     "finish_event_if_done",
     "event",
     "env_lock",
@@ -1002,7 +1002,7 @@ def profile_release_path(work: Path, made: list[dict[str, Any]]) -> dict[str, An
 
 
 #: The profile's top-level calls by stage; nested calls (`Store.event` inside
-#: `create_artifact`, `finish_event_if_done` inside `finish_write`) are inside their caller.
+#: `create_artifact`, `finish_event_if_done` inside `finish_writes`) are inside their caller.
 PROFILE_STAGES = (
     ("api: store artifact and event (SQLite)", ("Store.create_artifact",)),
     ("process: claim and load the event (SQLite)", ("Store.claim_event", "Store.artifact")),
@@ -1014,8 +1014,8 @@ PROFILE_STAGES = (
             "Store.unfinished_writes",
             "Store.count_write_attempt",
             "Store.last_applied_seq",
-            "Store.start_write",
-            "Store.finish_write",
+            "Store.start_writes",
+            "Store.finish_writes",
         ),
     ),
     (

@@ -44,7 +44,7 @@ from gimletd.models import (
 )
 from gimletd.notifications.notice import Notice, write_notice
 from gimletd.policy import deploy_matches
-from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store
+from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store, WriteOutcome
 from gimletd.templating import resolve_manifest
 from gimletd.variables import artifact_variables
 
@@ -316,67 +316,92 @@ def apply_queue(
     Each outcome is recorded with its notice (see `write_notice`) for the
     targets `targets_for` names, and `send` queues its deliveries at once, so
     a drain that ends in `WriteDeferred` or `LockLost` leaves none to the sweep.
+    The outcomes of one push, and those settled without a commit since the last
+    (superseded, given up), are recorded in one transaction: a drain pays a
+    database commit per push, not per write. A drain that stops before
+    recording them leaves them unfinished, and the next drain settles them again.
     """
     reports: list[WriteReport] = []
     waiting: list[int] = []
     lock = store.env_lock(repo.url, env)
     queue = store.unfinished_writes(repo.url, env)
     writes = {write.id: write for write in queue}
+    position = {write.id: index for index, write in enumerate(queue)}
     batch: list[GitopsWrite] = []
+    #: Outcomes that needed no commit (superseded, given up): recorded with the next push's.
+    settled: list[WriteReport] = []
 
-    def record(report: WriteReport) -> None:
-        write = writes[report.write_id]
-        notice = write_notice(
-            write.kind,
-            report.status,
-            write.release,
-            commit=report.commit,
-            desc=report.desc,
-            now=time.time(),
-            version=report.version,
-            target_sha=write.target_sha,
-            reverted=report.reverted,
-        )
-        targets = targets_for(notice) if notice is not None else []
-        with log_context(event_id=write.event_id, env=write.env, app=write.app):
-            recorded = store.finish_write(
-                report.write_id,
+    def record(outcomes: list[WriteReport]) -> None:
+        """Record outcomes in one transaction, in queue order; then log them, send notices."""
+        outcomes = sorted(outcomes, key=lambda report: position[report.write_id])
+        notices: dict[int, tuple[Notice, list[str]]] = {}
+        for report in outcomes:
+            write = writes[report.write_id]
+            notice = write_notice(
+                write.kind,
                 report.status,
-                commit_sha=report.commit,
+                write.release,
+                commit=report.commit,
                 desc=report.desc,
-                hold=report.hold,
-                lift_hold=report.lift_hold,
-                notices=[(notice, targets)] if notice is not None else [],
+                now=time.time(),
+                version=report.version,
+                target_sha=write.target_sha,
+                reverted=report.reverted,
             )
-            if not recorded:
-                return  # another worker recorded this write after our lock had expired
-            log.info(
-                "gitops %s %s/%s of event %s: %s %s",
-                write.kind.value,
-                write.env,
-                write.app,
-                write.event_id,
-                report.status.value,
-                report.commit,
-            )
-        reports.append(report)
-        if notice is not None and targets:
-            send([(notice.id, target) for target in targets])
+            if notice is not None:
+                notices[report.write_id] = (notice, targets_for(notice))
+        recorded = store.finish_writes(
+            [
+                WriteOutcome(
+                    report.write_id,
+                    report.status,
+                    commit_sha=report.commit,
+                    desc=report.desc,
+                    hold=report.hold,
+                    lift_hold=report.lift_hold,
+                    notices=[notices[report.write_id]] if report.write_id in notices else [],
+                )
+                for report in outcomes
+            ]
+        )
+        deliveries: list[tuple[str, str]] = []
+        for report in outcomes:
+            if report.write_id not in recorded:
+                continue  # another worker recorded this write after our lock had expired
+            write = writes[report.write_id]
+            with log_context(event_id=write.event_id, env=write.env, app=write.app):
+                log.info(
+                    "gitops %s %s/%s of event %s: %s %s",
+                    write.kind.value,
+                    write.env,
+                    write.app,
+                    write.event_id,
+                    report.status.value,
+                    report.commit,
+                )
+            reports.append(report)
+            if report.write_id in notices:
+                notice, targets = notices[report.write_id]
+                deliveries.extend((notice.id, target) for target in targets)
+        if deliveries:
+            send(deliveries)
 
     def flush() -> None:
-        if not batch:
-            return
-        outcomes, deferred = _attempt_batch(
-            store,
-            repo,
-            list(batch),
-            push_attempts=push_attempts,
-            max_attempts=max_attempts,
-            keep_alive=keep_alive,
-        )
-        batch.clear()
-        for outcome in outcomes:
-            record(outcome)
+        outcomes: list[WriteReport] = []
+        deferred = None
+        if batch:
+            outcomes, deferred = _attempt_batch(
+                store,
+                repo,
+                list(batch),
+                push_attempts=push_attempts,
+                max_attempts=max_attempts,
+                keep_alive=keep_alive,
+            )
+            batch.clear()
+        if settled or outcomes:
+            record(settled + outcomes)
+            settled.clear()
         if deferred is not None:
             raise deferred
 
@@ -391,7 +416,7 @@ def apply_queue(
             raise WriteDeferred(waits, f"{write.env}/{write.app} waits for its retry")
         write, outcome = _settle(store, write, queue[index + 1 :], max_attempts=max_attempts)
         if outcome is not None:
-            record(outcome)
+            settled.append(outcome)
             continue
         alone = write.kind is not WriteKind.RELEASE
         if alone:
@@ -535,10 +560,12 @@ def _apply_batch(
                 continue
             tip = commit
             chained.append((write, planned, commit))
-        for write, _, _ in chained:
-            if not store.start_write(write.id, base_sha=head or EMPTY_BRANCH):
-                raise LockLost(f"{write.env}/{write.app} was finished by another worker")
-            bases[write.id] = head or EMPTY_BRANCH
+        started = [write.id for write, _, _ in chained]
+        if started and not store.start_writes(started, base_sha=head or EMPTY_BRANCH):
+            names = ", ".join(f"{w.env}/{w.app}" for w, _, _ in chained)
+            raise LockLost(f"a write of {names} was finished by another worker")
+        for write_id in started:
+            bases[write_id] = head or EMPTY_BRANCH
         if chained and tip is not None:
             keep_alive()
             try:

@@ -442,6 +442,21 @@ class GitopsWrite:
 
 
 @dataclass(frozen=True)
+class WriteOutcome:
+    """How a write ended, as `Store.finish_writes` records it."""
+
+    write_id: int
+    status: ResultStatus
+    commit_sha: str = ""
+    desc: str = ""
+    #: The hold the write places on its app (replacing any), or whether it lifts the app's.
+    hold: Hold | None = None
+    lift_hold: bool = False
+    #: The notices announcing it, with their targets; stored in the same transaction.
+    notices: Notices = ()
+
+
+@dataclass(frozen=True)
 class IndexEntry:
     """One row of the release index, as the indexer reads it from a commit."""
 
@@ -1157,19 +1172,22 @@ class Store:
                 )
             )
 
-    def start_write(self, write_id: int, *, base_sha: str) -> bool:
-        """Mark a write as being applied on top of `base_sha`, before anything is pushed.
+    def start_writes(self, write_ids: Collection[int], *, base_sha: str) -> bool:
+        """Mark writes as being applied on top of `base_sha`, before anything is pushed.
 
-        False when the write already has an outcome: another worker, holding the
+        One transaction for the writes a drain chains and pushes together. False
+        when one of them already has an outcome: another worker, holding the
         environment's lock after ours expired, finished it; this one must stop.
         """
         with self.session() as session:
             result = session.execute(
                 update(GitopsWriteRow)
-                .where(GitopsWriteRow.id == write_id, GitopsWriteRow.status.in_(UNFINISHED))
+                .where(
+                    GitopsWriteRow.id.in_(list(write_ids)), GitopsWriteRow.status.in_(UNFINISHED)
+                )
                 .values(status=ResultStatus.APPLYING.value, base_sha=base_sha, updated=_now())
             )
-            return _rowcount(result) == 1
+            return _rowcount(result) == len(write_ids)
 
     def count_write_attempt(self, write_id: int) -> None:
         """Count an attempt that ended without a word: its worker died while applying it."""
@@ -1180,54 +1198,78 @@ class Store:
                 .values(attempts=GitopsWriteRow.attempts + 1, updated=_now())
             )
 
-    def finish_write(
-        self,
-        write_id: int,
-        status: ResultStatus,
-        *,
-        commit_sha: str = "",
-        desc: str = "",
-        hold: Hold | None = None,
-        lift_hold: bool = False,
-        notices: Notices = (),
-    ) -> bool:
-        """Record a write's outcome, and its event's when it was the last, in one transaction.
+    def finish_writes(self, outcomes: Sequence[WriteOutcome]) -> set[int]:
+        """Record writes' outcomes, and their events' when they were the last, in one transaction.
 
-        Only an unfinished write changes (an atomic conditional update): False when
-        another worker already recorded it, so an outcome is never overwritten. The
-        event row is locked first, so two writes of one event finishing at once on
-        PostgreSQL cannot both miss that the other is done. A `hold` placed (or the
-        hold lifted) by the write lands in the same transaction, so a crash cannot
-        leave a rollback applied but unprotected; so do the `notices` announcing it.
+        Returns the ids recorded. Only an unfinished write changes (an atomic
+        conditional update): one that another worker already recorded is left as
+        it is and missing from the result, so an outcome is never overwritten.
+        The event rows are locked first, in id order, so two writes of one event
+        finishing at once on PostgreSQL cannot both miss that the other is done.
+        A `hold` placed (or the hold lifted) by a write lands in the same
+        transaction, so a crash cannot leave a rollback applied but unprotected;
+        so do the `notices` announcing it. Outcomes are applied in the order
+        given, which is the queue's: a later write's hold wins.
+
+        A drain records all the outcomes of a push at once: a transaction (and a
+        disk flush) per push instead of one per write.
         """
+        if not outcomes:
+            return set()
+        ids = [outcome.write_id for outcome in outcomes]
         with self.session() as session:
-            write = session.get(GitopsWriteRow, write_id)
-            if write is None:
-                raise NotFound(f"gitops write {write_id} does not exist")
-            event = session.scalar(
-                select(EventRow).where(EventRow.id == write.event_id).with_for_update()
-            )
-            result = session.execute(
-                update(GitopsWriteRow)
-                .where(GitopsWriteRow.id == write_id, GitopsWriteRow.status.in_(UNFINISHED))
-                .values(
-                    status=status.value,
-                    commit_sha=commit_sha,
-                    status_desc=desc,
-                    files="{}",
-                    updated=_now(),
+            targets = {
+                row.id: row
+                for row in session.execute(
+                    select(
+                        GitopsWriteRow.id,
+                        GitopsWriteRow.event_id,
+                        GitopsWriteRow.gitops_repo,
+                        GitopsWriteRow.env,
+                        GitopsWriteRow.app,
+                    ).where(GitopsWriteRow.id.in_(ids))
                 )
-            )
-            if _rowcount(result) != 1:
-                return False
-            if hold is not None or lift_hold:
-                _delete_hold(session, write.gitops_repo, write.env, write.app)
-            if hold is not None:
-                session.add(_hold_row(write.gitops_repo, hold))
-            _add_notices(session, notices)
-            if event is not None:
+            }
+            missing = sorted(set(ids) - targets.keys())
+            if missing:
+                raise NotFound(f"gitops writes {missing} do not exist")
+            events = session.scalars(
+                select(EventRow)
+                .where(EventRow.id.in_({row.event_id for row in targets.values()}))
+                .order_by(EventRow.id)
+                .with_for_update()
+            ).all()
+            recorded: set[int] = set()
+            now = _now()
+            for outcome in outcomes:
+                result = session.execute(
+                    update(GitopsWriteRow)
+                    .where(
+                        GitopsWriteRow.id == outcome.write_id,
+                        GitopsWriteRow.status.in_(UNFINISHED),
+                    )
+                    .values(
+                        status=outcome.status.value,
+                        commit_sha=outcome.commit_sha,
+                        status_desc=outcome.desc,
+                        files="{}",
+                        updated=now,
+                    ),
+                    execution_options={"synchronize_session": False},
+                )
+                if _rowcount(result) != 1:
+                    continue
+                recorded.add(outcome.write_id)
+                target = targets[outcome.write_id]
+                if outcome.hold is not None or outcome.lift_hold:
+                    _delete_hold(session, target.gitops_repo, target.env, target.app)
+                if outcome.hold is not None:
+                    session.add(_hold_row(target.gitops_repo, outcome.hold))
+                    session.flush()
+                _add_notices(session, outcome.notices)
+            for event in events:
                 _finish_if_done(session, event)
-            return True
+            return recorded
 
     def fail_unfinished_writes(self, gitops_repo: str, env: str, reason: str) -> None:
         """End every unfinished write of a queue that no worker can apply, with `reason`."""
@@ -1239,8 +1281,9 @@ class Store:
                     GitopsWriteRow.status.in_(UNFINISHED),
                 )
             ).all()
-        for write_id in ids:
-            self.finish_write(write_id, ResultStatus.FAILURE, desc=reason)
+        self.finish_writes(
+            [WriteOutcome(write_id, ResultStatus.FAILURE, desc=reason) for write_id in ids]
+        )
 
     def defer_write(self, write_id: int, *, until: float, problem: str) -> None:
         """Count a failed attempt at a write and keep it waiting until `until`, noting why.
@@ -1604,7 +1647,7 @@ class Store:
             return sorted(_holds(session, gitops_repo, env).values(), key=lambda h: (h.env, h.app))
 
     def place_hold(self, gitops_repo: str, hold: Hold) -> None:
-        """Hold an app by hand, replacing any hold it has (writes place theirs in finish_write)."""
+        """Hold an app by hand, replacing any hold it has (writes place theirs in finish_writes)."""
         with self.session() as session:
             _delete_hold(session, gitops_repo, hold.env, hold.app)
             session.add(_hold_row(gitops_repo, hold))

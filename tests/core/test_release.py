@@ -13,7 +13,7 @@ from gimletd.errors import StoreUnavailable, TemplateError, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.models import Artifact, Manifest, Release, ResultStatus
 from gimletd.release import Plan, Renderer, apply_queue, plan_artifact
-from gimletd.store import PlannedWrite, Store
+from gimletd.store import PlannedWrite, Store, WriteOutcome
 from tests.support import gitops
 
 
@@ -166,7 +166,7 @@ def test_a_redelivered_write_finds_its_commit_instead_of_writing_again(
     event_id = queue_release(store, fixtures_dir, repo, "one")
     [write] = store.unfinished_writes(repo.url, "staging")
     head = repo.fetch()
-    store.start_write(write.id, base_sha=head or "")
+    store.start_writes([write.id], base_sha=head or "")
     from gimletd.gitops import layout
     from gimletd.gitops.repository import AppChange
 
@@ -318,6 +318,30 @@ def test_releases_queued_together_are_committed_one_by_one_and_pushed_once(
     assert all(len({f.split("/")[1] for f in c.files if f.count("/") == 2}) == 1 for c in history)
 
 
+def test_a_push_and_the_writes_it_supersedes_are_recorded_in_one_transaction(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """A drain pays a database commit to start its push and one to record it, not two a write."""
+    from sqlalchemy import event
+
+    superseded = [queue_release(store, fixtures_dir, repo, f"v{n}", app="a") for n in (1, 2)]
+    pushed = [queue_release(store, fixtures_dir, repo, "v3", app=app) for app in ("a", "b", "c")]
+    commits: list[object] = []
+
+    def count(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(store.engine, "commit", count)
+    try:
+        statuses = apply(store, repo)
+    finally:
+        event.remove(store.engine, "commit", count)
+    assert statuses == [ResultStatus.SUPERSEDED] * 2 + [ResultStatus.SUCCESS] * 3
+    assert len(commits) == 2, "start_writes and finish_writes, once each"
+    assert [store.event(e).status.value for e in superseded + pushed] == ["processed"] * 5
+    assert [c.trailers["Gimlet-Event"] for c in gitops.commits(gitops_remote)] == pushed[::-1]
+
+
 def test_a_lost_lock_stops_the_queue_without_touching_the_write(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
 ) -> None:
@@ -355,10 +379,10 @@ def test_a_write_pushed_by_a_worker_whose_lock_expired_is_not_pushed_again(
     """The first worker hung past the lock timeout; the second applied its write meanwhile."""
     first = queue_release(store, fixtures_dir, repo, "one")
     [write] = store.unfinished_writes(repo.url, "staging")
-    store.start_write(write.id, base_sha="")  # the hung worker had started on an empty remote
+    store.start_writes([write.id], base_sha="")  # the hung worker had started on an empty remote
     assert apply(store, repo) == [ResultStatus.SUCCESS]
-    assert store.finish_write(write.id, ResultStatus.UNCHANGED) is False, "outcome kept"
-    assert store.start_write(write.id, base_sha="") is False, "a finished write is not restarted"
+    assert store.finish_writes([WriteOutcome(write.id, ResultStatus.UNCHANGED)]) == set(), "kept"
+    assert store.start_writes([write.id], base_sha="") is False, "a finished write is not restarted"
     assert store.event(first).results[0].status is ResultStatus.SUCCESS
     assert len(gitops.commits(gitops_remote)) == 1
 
@@ -374,15 +398,15 @@ def test_a_write_pushed_on_an_empty_remote_but_not_recorded_is_not_superseded(
     reported superseded while its commit is on the remote.
     """
     first = queue_release(store, fixtures_dir, repo, "one")
-    finish_write = store.finish_write
+    finish_writes = store.finish_writes
 
     def database_gone(*args: object, **kwargs: object) -> bool:
         raise StoreUnavailable("the database is unavailable: connection refused")
 
-    monkeypatch.setattr(store, "finish_write", database_gone)
+    monkeypatch.setattr(store, "finish_writes", database_gone)
     with pytest.raises(StoreUnavailable):
         apply(store, repo)
-    monkeypatch.setattr(store, "finish_write", finish_write)
+    monkeypatch.setattr(store, "finish_writes", finish_writes)
     [pushed] = gitops.commits(gitops_remote)
     second = queue_release(store, fixtures_dir, repo, "two")
     assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.SUCCESS]
