@@ -44,7 +44,7 @@ from gimletd.models import (
 )
 from gimletd.notifications.notice import Notice, write_notice
 from gimletd.policy import deploy_matches
-from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store, WriteOutcome
+from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store, WriteReport
 from gimletd.templating import resolve_manifest
 from gimletd.variables import artifact_variables
 
@@ -239,23 +239,6 @@ def plan_operation(
 
 
 @dataclass(frozen=True)
-class WriteReport:
-    """The outcome of one write, with the hold it places or lifts."""
-
-    write_id: int
-    env: str
-    app: str
-    status: ResultStatus
-    commit: str = ""
-    desc: str = ""
-    hold: Hold | None = None
-    lift_hold: bool = False
-    #: For the notice: the version a rollback restored or a delete removed, what it reverted.
-    version: Version | None = None
-    reverted: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class QueueResult:
     """What a drain applied, and which writes it left waiting for a lock or a hold."""
 
@@ -351,18 +334,7 @@ def apply_queue(
             if notice is not None:
                 notices[report.write_id] = (notice, targets_for(notice))
         recorded = store.finish_writes(
-            [
-                WriteOutcome(
-                    report.write_id,
-                    report.status,
-                    commit_sha=report.commit,
-                    desc=report.desc,
-                    hold=report.hold,
-                    lift_hold=report.lift_hold,
-                    notices=[notices[report.write_id]] if report.write_id in notices else [],
-                )
-                for report in outcomes
-            ]
+            outcomes, notices={write_id: [notice] for write_id, notice in notices.items()}
         )
         deliveries: list[tuple[str, str]] = []
         for report in outcomes:

@@ -30,7 +30,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -442,18 +442,20 @@ class GitopsWrite:
 
 
 @dataclass(frozen=True)
-class WriteOutcome:
-    """How a write ended, as `Store.finish_writes` records it."""
+class WriteReport:
+    """The outcome of one write, with the hold it places or lifts, as a drain reports it."""
 
     write_id: int
+    env: str
+    app: str
     status: ResultStatus
-    commit_sha: str = ""
+    commit: str = ""
     desc: str = ""
-    #: The hold the write places on its app (replacing any), or whether it lifts the app's.
     hold: Hold | None = None
     lift_hold: bool = False
-    #: The notices announcing it, with their targets; stored in the same transaction.
-    notices: Notices = ()
+    #: For the notice: the version a rollback restored or a delete removed, what it reverted.
+    version: Version | None = None
+    reverted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1198,7 +1200,9 @@ class Store:
                 .values(attempts=GitopsWriteRow.attempts + 1, updated=_now())
             )
 
-    def finish_writes(self, outcomes: Sequence[WriteOutcome]) -> set[int]:
+    def finish_writes(
+        self, reports: Sequence[WriteReport], *, notices: Mapping[int, Notices] | None = None
+    ) -> set[int]:
         """Record writes' outcomes, and their events' when they were the last, in one transaction.
 
         Returns the ids recorded. Only an unfinished write changes (an atomic
@@ -1209,14 +1213,16 @@ class Store:
         A `hold` placed (or the hold lifted) by a write lands in the same
         transaction, so a crash cannot leave a rollback applied but unprotected;
         so do the `notices` announcing it. Outcomes are applied in the order
-        given, which is the queue's: a later write's hold wins.
+        given, which is the queue's: a later write's hold wins. `notices` are
+        by write id.
 
         A drain records all the outcomes of a push at once: a transaction (and a
         disk flush) per push instead of one per write.
         """
-        if not outcomes:
+        if not reports:
             return set()
-        ids = [outcome.write_id for outcome in outcomes]
+        notices = notices or {}
+        ids = [report.write_id for report in reports]
         with self.session() as session:
             targets = {
                 row.id: row
@@ -1241,17 +1247,17 @@ class Store:
             ).all()
             recorded: set[int] = set()
             now = _now()
-            for outcome in outcomes:
+            for report in reports:
                 result = session.execute(
                     update(GitopsWriteRow)
                     .where(
-                        GitopsWriteRow.id == outcome.write_id,
+                        GitopsWriteRow.id == report.write_id,
                         GitopsWriteRow.status.in_(UNFINISHED),
                     )
                     .values(
-                        status=outcome.status.value,
-                        commit_sha=outcome.commit_sha,
-                        status_desc=outcome.desc,
+                        status=report.status.value,
+                        commit_sha=report.commit,
+                        status_desc=report.desc,
                         files="{}",
                         updated=now,
                     ),
@@ -1259,30 +1265,29 @@ class Store:
                 )
                 if _rowcount(result) != 1:
                     continue
-                recorded.add(outcome.write_id)
-                target = targets[outcome.write_id]
-                if outcome.hold is not None or outcome.lift_hold:
+                recorded.add(report.write_id)
+                target = targets[report.write_id]
+                if report.hold is not None or report.lift_hold:
                     _delete_hold(session, target.gitops_repo, target.env, target.app)
-                if outcome.hold is not None:
-                    session.add(_hold_row(target.gitops_repo, outcome.hold))
+                if report.hold is not None:
+                    session.add(_hold_row(target.gitops_repo, report.hold))
                     session.flush()
-                _add_notices(session, outcome.notices)
+                _add_notices(session, notices.get(report.write_id, ()))
             for event in events:
                 _finish_if_done(session, event)
             return recorded
 
     def fail_unfinished_writes(self, gitops_repo: str, env: str, reason: str) -> None:
         """End every unfinished write of a queue that no worker can apply, with `reason`."""
-        with self.session() as session:
-            ids = session.scalars(
-                select(GitopsWriteRow.id).where(
-                    GitopsWriteRow.gitops_repo == gitops_repo,
-                    GitopsWriteRow.env == env,
-                    GitopsWriteRow.status.in_(UNFINISHED),
-                )
-            ).all()
+        unfinished = select(GitopsWriteRow.id, GitopsWriteRow.app).where(
+            GitopsWriteRow.gitops_repo == gitops_repo,
+            GitopsWriteRow.env == env,
+            GitopsWriteRow.status.in_(UNFINISHED),
+        )
+        with self._reading() as connection:
+            rows = connection.execute(unfinished).all()
         self.finish_writes(
-            [WriteOutcome(write_id, ResultStatus.FAILURE, desc=reason) for write_id in ids]
+            [WriteReport(row.id, env, row.app, ResultStatus.FAILURE, desc=reason) for row in rows]
         )
 
     def defer_write(self, write_id: int, *, until: float, problem: str) -> None:

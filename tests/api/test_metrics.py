@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gimletd.models import DeliveryStatus, EventType, Release, ResultStatus, WriteKind
 from gimletd.notifications.notice import Notice, NoticeKind
-from gimletd.store import FailedEnvironment, PlannedWrite, Store, WriteOutcome
+from gimletd.store import FailedEnvironment, PlannedWrite, Store, WriteReport
 from tests.conftest import ADMIN
 
 
@@ -86,7 +86,7 @@ def test_queues_are_per_gitops_repo_and_read_zero_once_empty(
         write = PlannedWrite(repo, "prod", "web", {}, release, kind=WriteKind.DELETE)
         store.plan_event(event.id, writes=[write], failures=[])
     [prod] = store.unfinished_writes("repo", "prod")
-    store.finish_writes([WriteOutcome(prod.id, ResultStatus.SUCCESS)])
+    store.finish_writes([WriteReport(prod.id, "prod", prod.app, ResultStatus.SUCCESS)])
     text = client.get("/metrics").get_data(as_text=True)
     assert "s3cret" not in text
     values = samples(client)

@@ -13,7 +13,7 @@ from gimletd.errors import StoreUnavailable, TemplateError, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.models import Artifact, Manifest, Release, ResultStatus
 from gimletd.release import Plan, Renderer, apply_queue, plan_artifact
-from gimletd.store import PlannedWrite, Store, WriteOutcome
+from gimletd.store import PlannedWrite, Store, WriteReport
 from tests.support import gitops
 
 
@@ -381,7 +381,8 @@ def test_a_write_pushed_by_a_worker_whose_lock_expired_is_not_pushed_again(
     [write] = store.unfinished_writes(repo.url, "staging")
     store.start_writes([write.id], base_sha="")  # the hung worker had started on an empty remote
     assert apply(store, repo) == [ResultStatus.SUCCESS]
-    assert store.finish_writes([WriteOutcome(write.id, ResultStatus.UNCHANGED)]) == set(), "kept"
+    unchanged = WriteReport(write.id, write.env, write.app, ResultStatus.UNCHANGED)
+    assert store.finish_writes([unchanged]) == set(), "outcome kept"
     assert store.start_writes([write.id], base_sha="") is False, "a finished write is not restarted"
     assert store.event(first).results[0].status is ResultStatus.SUCCESS
     assert len(gitops.commits(gitops_remote)) == 1

@@ -31,7 +31,7 @@ from gimletd.store import (
     IndexHead,
     PlannedWrite,
     Store,
-    WriteOutcome,
+    WriteReport,
 )
 
 
@@ -118,9 +118,9 @@ def test_an_event_ends_when_its_last_write_ends(any_store: Store, fixtures_dir: 
         failures=[],
     )
     staging, prod = (any_store.unfinished_writes("repo", env)[0] for env in ("staging", "prod"))
-    any_store.finish_writes([WriteOutcome(staging.id, ResultStatus.SUCCESS, commit_sha="a" * 40)])
+    any_store.finish_writes([WriteReport(staging.id, "", "", ResultStatus.SUCCESS, "a" * 40)])
     assert any_store.event(event.id).status is EventStatus.NEW
-    any_store.finish_writes([WriteOutcome(prod.id, ResultStatus.SUCCESS, commit_sha="b" * 40)])
+    any_store.finish_writes([WriteReport(prod.id, "", "", ResultStatus.SUCCESS, "b" * 40)])
     done = any_store.event(event.id)
     assert done.status is EventStatus.PROCESSED
     assert [h.hash for h in done.gitops_hashes] == ["a" * 40, "b" * 40]
@@ -254,7 +254,10 @@ def test_writes_of_one_event_finishing_at_once_end_the_event(
         with ThreadPoolExecutor(2) as pool:
             done = list(
                 pool.map(
-                    lambda i: any_store.finish_writes([WriteOutcome(i, ResultStatus.SUCCESS)]), ids
+                    lambda i: any_store.finish_writes(
+                        [WriteReport(i, "", "x", ResultStatus.SUCCESS)]
+                    ),
+                    ids,
                 )
             )
         assert done == [{ids[0]}, {ids[1]}]
@@ -265,8 +268,8 @@ def test_an_outcome_is_recorded_once(any_store: Store, fixtures_dir: Path) -> No
     _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
     any_store.plan_event(event.id, writes=[planned("staging", "x")], failures=[])
     [write] = any_store.unfinished_writes("repo", "staging")
-    first = WriteOutcome(write.id, ResultStatus.SUCCESS, commit_sha="c" * 40)
-    again = WriteOutcome(write.id, ResultStatus.UNCHANGED, commit_sha="d" * 40)
+    first = WriteReport(write.id, "staging", "x", ResultStatus.SUCCESS, "c" * 40)
+    again = WriteReport(write.id, "staging", "x", ResultStatus.UNCHANGED, "d" * 40)
     assert any_store.finish_writes([first]) == {write.id}
     assert any_store.finish_writes([again]) == set()
     assert any_store.event(event.id).gitops_hashes[0].hash == "c" * 40
@@ -378,7 +381,7 @@ def test_the_metrics_snapshot_names_every_queue_that_had_a_write(any_store: Stor
         write = PlannedWrite(repo, env, "web", {}, release, kind=WriteKind.DELETE)
         any_store.plan_event(event.id, writes=[write], failures=[])
     done = any_store.unfinished_writes("a-repo", "staging")[0]
-    any_store.finish_writes([WriteOutcome(done.id, ResultStatus.SUCCESS)])
+    any_store.finish_writes([WriteReport(done.id, done.env, done.app, ResultStatus.SUCCESS)])
     queues = any_store.metrics_snapshot(now=time.time() + 10).queues
     assert {key: count for key, (count, _) in queues.items()} == {
         ("a-repo", "prod"): 1,
