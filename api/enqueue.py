@@ -17,7 +17,7 @@ from gimletd.gitops.layout import public_repo_url
 log = logging.getLogger(__name__)
 
 PROCESS_EVENT = "gimletd.events.process"
-#: Takes a list of event ids and queues a PROCESS_EVENT task for each.
+#: Takes a list of event ids and processes them together (see `workers.events.dispatch`).
 DISPATCH_EVENTS = "gimletd.events.dispatch"
 DRAIN_QUEUE = "gimletd.gitops.drain"
 SYNC_INDEX = "gimletd.index.sync"
@@ -50,9 +50,9 @@ class Enqueuer:
     def process_events(self, event_ids: Sequence[str]) -> bool:
         """Queue the processing of events with one message to the broker.
 
-        Several events go as one DISPATCH_EVENTS task, which a worker turns into
-        a PROCESS_EVENT task per event: on the API's hot path one message per
-        batch of pushes costs a fraction of one per push. False (logged) when
+        Several events go as one DISPATCH_EVENTS task, which a worker processes
+        as a batch: on the API's hot path one message per batch of pushes costs
+        a fraction of one per push. False (logged) when
         the broker did not take it; the sweep enqueues what is missing, and a
         task sent twice finds its event claimed.
         """

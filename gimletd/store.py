@@ -406,6 +406,17 @@ class FailedEnvironment:
 
 
 @dataclass(frozen=True)
+class EventPlan:
+    """What one event will write, and which of its environments failed before writing."""
+
+    event_id: str
+    writes: Sequence[PlannedWrite]
+    failures: Sequence[FailedEnvironment]
+    #: The notices of the failures, with their targets; stored with the plan.
+    notices: Notices = ()
+
+
+@dataclass(frozen=True)
 class GitopsWrite:
     """A GitOps write as the writer sees it."""
 
@@ -946,36 +957,38 @@ class Store:
         """Count one more attempt at an unfinished event; None when it is already terminal.
 
         The claim carries the event's artifact when it still has to be planned.
+        :raise NotFound: there is no such event.
         """
+        return self.claim_events([event_id])[event_id]
+
+    def claim_events(self, event_ids: Sequence[str]) -> dict[str, EventClaim | None]:
+        """`claim_event` for a batch of events, in one transaction."""
+        ids = list(dict.fromkeys(event_ids))
         with self.session() as session:
             session.execute(
                 update(EventRow)
-                .where(EventRow.id == event_id, EventRow.status == EventStatus.NEW.value)
-                .values(attempts=EventRow.attempts + 1, touched_at=_now())
+                .where(EventRow.id.in_(ids), EventRow.status == EventStatus.NEW.value)
+                .values(attempts=EventRow.attempts + 1, touched_at=_now()),
+                execution_options={"synchronize_session": False},
             )
-            row = session.scalar(select(EventRow).where(EventRow.id == event_id))
-            if row is None:
-                raise NotFound(f"event {event_id!r} does not exist")
-            if row.status != EventStatus.NEW.value:
-                return None
-            artifact_blob = (
-                session.scalar(select(ArtifactRow.blob).where(ArtifactRow.id == row.artifact_id))
-                if row.artifact_id and not row.planned
-                else None
-            )
-            return EventClaim(
-                id=row.id,
-                seq=row.seq,
-                type=EventType(row.type),
-                artifact_id=row.artifact_id,
-                triggered_by=row.triggered_by,
-                blob=row.blob,
-                attempts=row.attempts,
-                planned=row.planned,
-                artifact=None
-                if artifact_blob is None
-                else Artifact.model_validate_json(artifact_blob),
-            )
+            rows = {
+                row.id: row for row in session.scalars(select(EventRow).where(EventRow.id.in_(ids)))
+            }
+            missing = [event_id for event_id in ids if event_id not in rows]
+            if missing:
+                raise NotFound(f"events {missing} do not exist")
+            unplanned = {
+                row.artifact_id
+                for row in rows.values()
+                if row.status == EventStatus.NEW.value and row.artifact_id and not row.planned
+            }
+            blobs: dict[str, str] = {}
+            if unplanned:
+                statement = select(ArtifactRow.id, ArtifactRow.blob).where(
+                    ArtifactRow.id.in_(unplanned)
+                )
+                blobs = {row.id: row.blob for row in session.execute(statement)}
+            return {event_id: _claim(rows[event_id], blobs) for event_id in ids}
 
     def plan_event(
         self,
@@ -990,35 +1003,53 @@ class Store:
         `notices` (of the failures) are stored with the plan. Idempotent: a second
         call for a planned event changes nothing (I2).
         """
+        return self.plan_events([EventPlan(event_id, writes, failures, notices)])
+
+    def plan_events(self, plans: Sequence[EventPlan]) -> list[tuple[str, str]]:
+        """`plan_event` for a batch of events, in one transaction: all are recorded, or none.
+
+        The event rows are locked in id order, so two deliveries of overlapping
+        batches on PostgreSQL wait for each other instead of deadlocking.
+        """
         now = _now()
+        queues: set[tuple[str, str]] = set()
         with self.session() as session:
-            row = session.scalar(select(EventRow).where(EventRow.id == event_id).with_for_update())
-            if row is None:
-                raise NotFound(f"event {event_id!r} does not exist")
-            if row.planned or row.status != EventStatus.NEW.value:
-                return []
-            for write in writes:
-                pending = _write_row(
-                    row, write.gitops_repo, write.env, write.app, ResultStatus.PENDING, now
+            for plan in sorted(plans, key=lambda plan: plan.event_id):
+                row = session.scalar(
+                    select(EventRow).where(EventRow.id == plan.event_id).with_for_update()
                 )
-                pending.files = json.dumps({n: c.decode() for n, c in write.files.items()})
-                pending.release = write.release.to_json_text()
-                pending.kind = write.kind.value
-                pending.target_sha = write.target_sha
-                pending.forced = write.forced
-                session.add(pending)
-            for failure in failures:
-                failed = _write_row(
-                    row, failure.gitops_repo, failure.env, failure.app, ResultStatus.FAILURE, now
-                )
-                failed.status_desc = failure.reason
-                session.add(failed)
-            row.planned = True
-            row.touched_at = now
-            _add_notices(session, notices)
-            session.flush()
-            _finish_if_done(session, row)
-        return sorted({(write.gitops_repo, write.env) for write in writes})
+                if row is None:
+                    raise NotFound(f"event {plan.event_id!r} does not exist")
+                if row.planned or row.status != EventStatus.NEW.value:
+                    continue
+                for write in plan.writes:
+                    pending = _write_row(
+                        row, write.gitops_repo, write.env, write.app, ResultStatus.PENDING, now
+                    )
+                    pending.files = json.dumps({n: c.decode() for n, c in write.files.items()})
+                    pending.release = write.release.to_json_text()
+                    pending.kind = write.kind.value
+                    pending.target_sha = write.target_sha
+                    pending.forced = write.forced
+                    session.add(pending)
+                    queues.add((write.gitops_repo, write.env))
+                for failure in plan.failures:
+                    failed = _write_row(
+                        row,
+                        failure.gitops_repo,
+                        failure.env,
+                        failure.app,
+                        ResultStatus.FAILURE,
+                        now,
+                    )
+                    failed.status_desc = failure.reason
+                    session.add(failed)
+                row.planned = True
+                row.touched_at = now
+                _add_notices(session, plan.notices)
+                session.flush()
+                _finish_if_done(session, row)
+        return sorted(queues)
 
     def queues_of_event(self, event_id: str) -> list[tuple[str, str]]:
         """The (gitops repo, env) queues still holding unfinished writes of an event."""
@@ -2080,6 +2111,24 @@ def _rowcount(result: Any) -> int:
     """Rows an UPDATE matched (SQLAlchemy types `execute` loosely)."""
     count: int = result.rowcount
     return count
+
+
+def _claim(row: EventRow, artifact_blobs: Mapping[str, str]) -> EventClaim | None:
+    """The claim of a claimed event row; None when the event is terminal."""
+    if row.status != EventStatus.NEW.value:
+        return None
+    blob = artifact_blobs.get(row.artifact_id) if row.artifact_id and not row.planned else None
+    return EventClaim(
+        id=row.id,
+        seq=row.seq,
+        type=EventType(row.type),
+        artifact_id=row.artifact_id,
+        triggered_by=row.triggered_by,
+        blob=row.blob,
+        attempts=row.attempts,
+        planned=row.planned,
+        artifact=None if blob is None else Artifact.model_validate_json(blob),
+    )
 
 
 def _finish_if_done(session: Session, event: EventRow) -> int:

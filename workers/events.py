@@ -24,7 +24,7 @@ from gimletd.history import sync_index
 from gimletd.models import POLICY_TRIGGER, CleanupEvent, EventType, WriteKind
 from gimletd.notifications.notice import Notice
 from gimletd.release import Plan, Target, failure_notices, plan_artifact, plan_operation
-from gimletd.store import EventClaim, Store
+from gimletd.store import EventClaim, EventPlan, Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.gitops import drain, drain_queue, queue_drains
@@ -85,14 +85,74 @@ def process(self: Task, event_id: str) -> None:
 
 @app.task(name="gimletd.events.dispatch", acks_late=True)
 def dispatch(event_ids: list[str]) -> None:
-    """Queue each event of a batch the API stored together on its own `process` task.
+    """Process a batch of events the API stored together: one claim, one plan, one drain each.
 
-    The API sends one message per batch of artifact pushes instead of one per
-    push: a Celery message costs the API about as much CPU as storing the push.
-    The events are then processed side by side, as if they had been sent one by
-    one. A redelivery queues them again, which is harmless: a `process` task
-    that finds its event finished does nothing.
+    The API sends one message per batch of artifact pushes. Their events are
+    claimed in one transaction and their plans recorded in another, where
+    `process` takes two per event, and each environment they write to is
+    drained once for all of them.
+
+    What the batch does not handle goes to a `process` task of its own, which
+    handles it as it handles any single event: an event planned already (a
+    redelivery), one of another kind or out of attempts, one whose chart could
+    not be fetched (retried there, the batch's try counted), and the whole
+    batch when the store fails. An event whose planning raised has the problem
+    noted and is left to the sweep, as `process` leaves it.
     """
+    store, settings = context.store(), context.settings()
+    try:
+        claims = store.claim_events(event_ids)
+    except Exception:
+        log.exception("claiming a batch of %d events failed; each gets a task", len(event_ids))
+        _process_each(event_ids)
+        return
+    plans: list[EventPlan] = []
+    deliveries: list[tuple[str, str]] = []
+    alone: list[str] = []
+    chart_retries: list[str] = []
+    for event_id, claim in claims.items():
+        if claim is None:
+            continue  # already finished: a redelivery
+        if (
+            claim.planned
+            or claim.attempts > settings.max_attempts
+            or claim.type not in (EventType.ARTIFACT, EventType.RELEASE)
+        ):
+            alone.append(event_id)
+            continue
+        try:
+            plan = _plan(claim)
+        except Exception as exc:
+            log.exception("event %s: planning failed", event_id)
+            store.note_event_problem(event_id, f"attempt {claim.attempts} failed: {exc}")
+            continue
+        if plan is None:
+            continue  # ended in error, recorded
+        if plan.retryable:
+            log.warning("event %s: %s; retrying", event_id, plan.retryable[0])
+            chart_retries.append(event_id)
+            continue
+        notices = [(n, notice_targets(n)) for n in _failure_notices(claim, plan)]
+        plans.append(EventPlan(event_id, plan.writes, plan.failures, notices))
+        deliveries.extend((n.id, target) for n, targets in notices for target in targets)
+    queues: list[tuple[str, str]] = []
+    if plans:
+        try:
+            queues = store.plan_events(plans)
+        except Exception:
+            log.exception("recording the plans of %d events failed; each gets a task", len(plans))
+            alone.extend(plan.event_id for plan in plans)
+        else:
+            send_deliveries(deliveries)
+    _process_each(alone)
+    for event_id in chart_retries:  # the batch's try was the first of CHART_FETCH_ATTEMPTS
+        process.apply_async((event_id,), countdown=2, retries=1)
+    for queue in queues:
+        _drain_now(*queue)
+
+
+def _process_each(event_ids: list[str]) -> None:
+    """Queue a `process` task per event, with one connection to the broker."""
     with app.producer_or_acquire() as producer, producer.batch():
         for event_id in event_ids:
             process.apply_async((event_id,), producer=producer)

@@ -25,6 +25,7 @@ from gimletd.notifications.notice import Notice, NoticeKind
 from gimletd.store import (
     ArtifactFilter,
     Base,
+    EventPlan,
     FailedEnvironment,
     HistoryFilter,
     IndexEntry,
@@ -174,6 +175,40 @@ def test_claiming_counts_attempts_and_skips_finished_events(
     assert claim is not None and claim.attempts == 1
     any_store.fail_event(event.id, "broken")
     assert any_store.claim_event(event.id) is None
+
+
+def test_a_batch_of_events_is_claimed_in_one_go(any_store: Store, fixtures_dir: Path) -> None:
+    _, first = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    _, done = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.fail_event(done.id, "broken")
+    claims = any_store.claim_events([first.id, done.id])
+    assert claims[done.id] is None
+    claim = claims[first.id]
+    assert claim is not None and claim.attempts == 1 and claim.artifact is not None
+    with pytest.raises(NotFound, match="nope"):
+        any_store.claim_events([first.id, "nope"])
+    again = any_store.claim_event(first.id)
+    assert again is not None and again.attempts == 2, "the failed claim counted nothing"
+
+
+def test_a_batch_of_plans_is_recorded_whole_or_not_at_all(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    _, first = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    _, second = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    plans = [
+        EventPlan(first.id, [planned("staging", "x")], []),
+        EventPlan("nope", [planned("prod", "x")], []),
+    ]
+    with pytest.raises(NotFound, match="nope"):
+        any_store.plan_events(plans)
+    assert any_store.unfinished_writes("repo", "staging") == []
+    plans[1] = EventPlan(
+        second.id, [planned("prod", "x")], [FailedEnvironment("repo", "qa", "x", "no")]
+    )
+    assert any_store.plan_events(plans) == [("repo", "prod"), ("repo", "staging")]
+    assert [w.event_id for w in any_store.unfinished_writes("repo", "prod")] == [second.id]
+    assert any_store.plan_events(plans) == [], "planned once (I2)"
 
 
 def test_the_admin_is_created_once_and_tokens_are_stored_hashed(any_store: Store) -> None:
