@@ -27,7 +27,7 @@ from gimletd.release import Plan, Target, failure_notices, plan_artifact, plan_o
 from gimletd.store import EventClaim, EventPlan, Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
-from workers.gitops import drain, drain_queue, queue_drains
+from workers.gitops import drain, drain_queue, index_repository, queue_drains
 from workers.notify import notice_targets, send_deliveries
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ def dispatch(event_ids: list[str]) -> None:
     The API sends one message per batch of artifact pushes. Their events are
     claimed in one transaction and their plans recorded in another, where
     `process` takes two per event, and each environment they write to is
-    drained once for all of them.
+    drained once for all of them, and each repository's release index read once
+    after the last drain.
 
     What the batch does not handle goes to a `process` task of its own, which
     handles it as it handles any single event: an event planned already (a
@@ -147,8 +148,10 @@ def dispatch(event_ids: list[str]) -> None:
     _process_each(alone)
     for event_id in chart_retries:  # the batch's try was the first of CHART_FETCH_ATTEMPTS
         process.apply_async((event_id,), countdown=2, retries=1)
-    for queue in queues:
-        _drain_now(*queue)
+    for gitops_repo, env in queues:
+        _drain_now(gitops_repo, env, index=False)
+    for gitops_repo in sorted({gitops_repo for gitops_repo, _ in queues}):
+        index_repository(gitops_repo)
 
 
 def _process_each(event_ids: list[str]) -> None:
@@ -248,14 +251,14 @@ def _record_flux_report(claim: EventClaim) -> None:
     store.finish_event(claim.id, summary)
 
 
-def _drain_now(gitops_repo: str, env: str) -> None:
+def _drain_now(gitops_repo: str, env: str, *, index: bool = True) -> None:
     """Apply the writes just planned right here, saving a trip through the queue.
 
     When the environment's lock is taken its holder applies them; a failed
     write or any other problem leaves them to a drain task.
     """
     try:
-        drain_queue(gitops_repo, env)
+        drain_queue(gitops_repo, env, index=index)
     except WriteDeferred as exc:
         drain.apply_async((gitops_repo, env), countdown=exc.delay)
     except Exception:

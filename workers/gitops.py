@@ -10,7 +10,6 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from gimletd.errors import LockLost, WriteDeferred
-from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.release import apply_queue
 from workers import context
@@ -47,7 +46,7 @@ def drain(self: Task, gitops_repo: str, env: str) -> None:
         raise self.retry(countdown=exc.delay, max_retries=None, exc=exc) from exc
 
 
-def drain_queue(gitops_repo: str, env: str) -> Drained:
+def drain_queue(gitops_repo: str, env: str, *, index: bool = True) -> Drained:
     """Apply `env`'s unfinished writes under its lock; the one place that drains.
 
     One drain at a time per environment. A drain that finds the lock taken
@@ -55,6 +54,10 @@ def drain_queue(gitops_repo: str, env: str) -> Drained:
     and queues another drain if a write arrived meanwhile, so nothing waits and
     no task spins on a busy lock. A killed holder's lock expires after
     GITOPS_LOCK_TIMEOUT, and the sweep queues drains for queues left behind.
+
+    The commits it pushed are read into the release index afterwards, unless
+    `index` is False: a caller draining several queues of one repository
+    indexes once, after the last (`index_repository`).
 
     :raise WriteDeferred: a write failed and waits for its retry delay.
     """
@@ -87,16 +90,17 @@ def drain_queue(gitops_repo: str, env: str) -> Drained:
         return Drained.BUSY
     finally:
         _release(lock, env)
-    if result.reports:
-        _index(repo)
+    if result.reports and index:
+        index_repository(gitops_repo)
     if store.has_unfinished_writes(gitops_repo, env, excluding=result.waiting):
         drain.delay(gitops_repo, env)
         return Drained.MORE
     return Drained.DONE
 
 
-def _index(repo: GitopsRepository) -> None:
+def index_repository(gitops_repo: str) -> None:
     """Read the commits just pushed into the release index; the periodic sync catches up if not."""
+    repo = context.gitops_repo(gitops_repo)
     try:
         sync_index(context.store(), repo, repo.known_head())
     except Exception:

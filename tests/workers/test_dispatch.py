@@ -1,7 +1,8 @@
 """A batch of artifact pushes processed as one, in this process: real store, Helm and charts.
 
-Draining is left out (`_drain_now` records the queues instead), so each test
-sees exactly what the batch claimed, planned and handed on.
+Draining and indexing are left out (`_drain_now` and `index_repository` record
+what they were asked instead), so each test sees exactly what the batch
+claimed, planned and handed on.
 """
 
 from __future__ import annotations
@@ -28,9 +29,22 @@ def drained(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[lis
     context.reset()
     monkeypatch.setattr(context, "settings", lambda: settings)
     queues: list[tuple[str, str]] = []
-    monkeypatch.setattr(events, "_drain_now", lambda repo, env: queues.append((repo, env)))
+
+    def drain_now(gitops_repo: str, env: str, *, index: bool = True) -> None:
+        assert not index, "the batch indexes each repository once, after its drains"
+        queues.append((gitops_repo, env))
+
+    monkeypatch.setattr(events, "_drain_now", drain_now)
     yield queues
     context.reset()
+
+
+@pytest.fixture
+def indexed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The repositories whose release index the batch reads after its drains."""
+    repos: list[str] = []
+    monkeypatch.setattr(events, "index_repository", repos.append)
+    return repos
 
 
 @pytest.fixture
@@ -62,7 +76,7 @@ def with_qa(artifact: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_batch_is_claimed_in_one_transaction_planned_in_another_and_drained_once_per_queue(
     store: Store, artifact: dict[str, Any], settings: Settings,
-    drained: list[tuple[str, str]], handed_on: list[str],
+    drained: list[tuple[str, str]], handed_on: list[str], indexed: list[str],
 ) -> None:  # fmt: skip
     ids = push_events(store, with_qa(artifact), 3)
     commits: list[object] = []
@@ -79,6 +93,7 @@ def test_a_batch_is_claimed_in_one_transaction_planned_in_another_and_drained_on
     assert len(commits) == 2, "one claim and one plan transaction for the whole batch"
     repo = settings.gitops_repo_for("staging")
     assert sorted(drained) == [(repo, "qa"), (repo, "staging")]
+    assert indexed == [repo], "one index read for the two drains of the repository"
     for env in ("staging", "qa"):
         assert [w.event_id for w in store.unfinished_writes(repo, env)] == ids
     assert handed_on == []
