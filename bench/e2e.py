@@ -1009,7 +1009,7 @@ PROFILE_STAGES = (
     ("process: match policies and render (Helm)", ("plan_artifact (render)",)),
     ("process: record the planned write (SQLite)", ("Store.plan_event",)),
     (
-        "drain: queue bookkeeping (SQLite, 5 transactions)",
+        "drain: queue bookkeeping (SQLite, 2 reads, 2 txns)",
         (
             "Store.unfinished_writes",
             "Store.count_write_attempt",
