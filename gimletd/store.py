@@ -962,9 +962,16 @@ class Store:
         return self.claim_events([event_id])[event_id]
 
     def claim_events(self, event_ids: Sequence[str]) -> dict[str, EventClaim | None]:
-        """`claim_event` for a batch of events, in one transaction."""
+        """`claim_event` for a batch of events, in one transaction; rows locked in id order."""
         ids = list(dict.fromkeys(event_ids))
         with self.session() as session:
+            # Locked in id order before the update, which would lock them in the table's.
+            session.execute(
+                select(EventRow.id)
+                .where(EventRow.id.in_(ids))
+                .order_by(EventRow.id)
+                .with_for_update()
+            ).all()
             session.execute(
                 update(EventRow)
                 .where(EventRow.id.in_(ids), EventRow.status == EventStatus.NEW.value)
@@ -1140,19 +1147,28 @@ class Store:
         """(gitops repo, env) queues with a write not finished since `older_than`.
 
         Their writes are marked touched, for the same reason as in `stale_events`.
+        Rows a drain holds locked (PostgreSQL) are skipped, as `stale_events` does:
+        a drain that is recording them is not stale, and waiting for its locks in
+        the table's order could deadlock with it.
         """
-        stale = (
-            GitopsWriteRow.status.in_(UNFINISHED),
-            GitopsWriteRow.updated < older_than,
-            GitopsWriteRow.not_before <= _now(),
-        )
         with self.session() as session:
             rows = session.execute(
-                select(GitopsWriteRow.gitops_repo, GitopsWriteRow.env).where(*stale).distinct()
+                select(GitopsWriteRow.id, GitopsWriteRow.gitops_repo, GitopsWriteRow.env)
+                .where(
+                    GitopsWriteRow.status.in_(UNFINISHED),
+                    GitopsWriteRow.updated < older_than,
+                    GitopsWriteRow.not_before <= _now(),
+                )
+                .order_by(GitopsWriteRow.id)
+                .with_for_update(skip_locked=True)
             ).all()
             if rows:
-                session.execute(update(GitopsWriteRow).where(*stale).values(updated=_now()))
-            return sorted((repo, env) for repo, env in rows)
+                session.execute(
+                    update(GitopsWriteRow)
+                    .where(GitopsWriteRow.id.in_([row.id for row in rows]))
+                    .values(updated=_now())
+                )
+            return sorted({(row.gitops_repo, row.env) for row in rows})
 
     # -- the GitOps write queue ----------------------------------------------
 
@@ -1208,19 +1224,33 @@ class Store:
     def start_writes(self, write_ids: Collection[int], *, base_sha: str) -> bool:
         """Mark writes as being applied on top of `base_sha`, before anything is pushed.
 
-        One transaction for the writes a drain chains and pushes together. False
-        when one of them already has an outcome: another worker, holding the
-        environment's lock after ours expired, finished it; this one must stop.
+        One transaction for the writes a drain chains and pushes together, all or
+        none. False, with nothing changed, when one of them already has an
+        outcome: another worker, holding the environment's lock after ours
+        expired, finished it; this one must stop, and must not mark the others
+        with its base. The rows are locked in id order, as `finish_writes` locks
+        them.
         """
-        with self.session() as session:
-            result = session.execute(
-                update(GitopsWriteRow)
-                .where(
-                    GitopsWriteRow.id.in_(list(write_ids)), GitopsWriteRow.status.in_(UNFINISHED)
+        ids = sorted(set(write_ids))
+        unfinished = (GitopsWriteRow.id.in_(ids), GitopsWriteRow.status.in_(UNFINISHED))
+        try:
+            with self.session() as session:
+                session.execute(
+                    select(GitopsWriteRow.id)
+                    .where(*unfinished)
+                    .order_by(GitopsWriteRow.id)
+                    .with_for_update()
+                ).all()
+                result = session.execute(
+                    update(GitopsWriteRow)
+                    .where(*unfinished)
+                    .values(status=ResultStatus.APPLYING.value, base_sha=base_sha, updated=_now())
                 )
-                .values(status=ResultStatus.APPLYING.value, base_sha=base_sha, updated=_now())
-            )
-            return _rowcount(result) == len(write_ids)
+                if _rowcount(result) != len(ids):
+                    raise _Finished
+        except _Finished:
+            return False
+        return True
 
     def count_write_attempt(self, write_id: int) -> None:
         """Count an attempt that ended without a word: its worker died while applying it."""
@@ -1239,13 +1269,16 @@ class Store:
         Returns the ids recorded. Only an unfinished write changes (an atomic
         conditional update): one that another worker already recorded is left as
         it is and missing from the result, so an outcome is never overwritten.
-        The event rows are locked first, in id order, so two writes of one event
-        finishing at once on PostgreSQL cannot both miss that the other is done.
+        The event rows are locked first, then the write rows, each in id order
+        (as `claim_events`, `plan_events` and `start_writes` lock them): two
+        writes of one event finishing at once on PostgreSQL cannot both miss
+        that the other is done, nor deadlock.
         A `hold` placed (or the hold lifted) by a write lands in the same
         transaction, so a crash cannot leave a rollback applied but unprotected;
         so do the `notices` announcing it. Outcomes are applied in the order
         given, which is the queue's: a later write's hold wins. `notices` are
-        by write id.
+        by write id. A report's env and app are what the drain reports; the
+        store takes a write's repository, env and app from its row.
 
         A drain records all the outcomes of a push at once: a transaction (and a
         disk flush) per push instead of one per write.
@@ -1274,6 +1307,12 @@ class Store:
                 select(EventRow)
                 .where(EventRow.id.in_({row.event_id for row in targets.values()}))
                 .order_by(EventRow.id)
+                .with_for_update()
+            ).all()
+            session.execute(
+                select(GitopsWriteRow.id)
+                .where(GitopsWriteRow.id.in_(ids))
+                .order_by(GitopsWriteRow.id)
                 .with_for_update()
             ).all()
             recorded: set[int] = set()
@@ -2105,6 +2144,10 @@ def _make_engine(url: str) -> Engine:
         max_overflow=5,
         connect_args={"connect_timeout": 5},
     )
+
+
+class _Finished(Exception):
+    """Rolls back `start_writes` when one of its writes was finished meanwhile."""
 
 
 def _rowcount(result: Any) -> int:

@@ -17,6 +17,7 @@ from gimletd.models import (
     DeliveryStatus,
     EventStatus,
     EventType,
+    Hold,
     Release,
     ResultStatus,
     WriteKind,
@@ -308,6 +309,49 @@ def test_an_outcome_is_recorded_once(any_store: Store, fixtures_dir: Path) -> No
     assert any_store.finish_writes([first]) == {write.id}
     assert any_store.finish_writes([again]) == set()
     assert any_store.event(event.id).gitops_hashes[0].hash == "c" * 40
+
+
+def test_outcomes_recorded_together_apply_their_holds_in_queue_order(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    """A push of three writes of one app: the first holds it, the second lifts, the third holds."""
+    events = []
+    for _ in range(3):
+        _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+        any_store.plan_event(event.id, writes=[planned("staging", "x")], failures=[])
+        events.append(event.id)
+    first, second, third = any_store.unfinished_writes("repo", "staging")
+
+    def hold(reason: str) -> Hold:
+        return Hold(env="staging", app="x", reason=reason, placedBy="ann", created=1)
+
+    reports = [
+        WriteReport(first.id, "staging", "x", ResultStatus.SUCCESS, "a" * 40, hold=hold("one")),
+        WriteReport(second.id, "staging", "x", ResultStatus.SUCCESS, "b" * 40, lift_hold=True),
+        WriteReport(third.id, "staging", "x", ResultStatus.SUCCESS, "c" * 40, hold=hold("three")),
+    ]
+    assert any_store.finish_writes(reports) == {first.id, second.id, third.id}
+    kept = any_store.hold("repo", "staging", "x")
+    assert kept is not None and kept.reason == "three"
+    assert any_store.finish_writes(reports[1:2]) == set(), "recorded once"
+    assert any_store.hold("repo", "staging", "x") is not None, "an unrecorded lift lifts nothing"
+    assert {any_store.event(e).status for e in events} == {EventStatus.PROCESSED}
+
+
+def test_writes_are_started_all_or_none(any_store: Store, fixtures_dir: Path) -> None:
+    """One of a push's writes finished by another worker: none is marked with this one's base."""
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.plan_event(
+        event.id, writes=[planned("staging", "x"), planned("staging", "y")], failures=[]
+    )
+    x, y = any_store.unfinished_writes("repo", "staging")
+    any_store.finish_writes([WriteReport(y.id, "staging", "y", ResultStatus.SUCCESS, "a" * 40)])
+    assert any_store.start_writes([x.id, y.id], base_sha="b" * 40) is False
+    [still] = any_store.unfinished_writes("repo", "staging")
+    assert still.id == x.id and still.status is ResultStatus.PENDING and still.base_sha == ""
+    assert any_store.start_writes([x.id], base_sha="b" * 40) is True
+    [started] = any_store.unfinished_writes("repo", "staging")
+    assert started.status is ResultStatus.APPLYING and started.base_sha == "b" * 40
 
 
 def test_a_failed_event_is_not_planned_by_a_late_delivery(
