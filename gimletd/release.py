@@ -317,7 +317,8 @@ def apply_queue(
     def record(outcomes: list[WriteReport]) -> None:
         """Record outcomes in one transaction, in queue order; then log them, send notices."""
         outcomes = sorted(outcomes, key=lambda report: position[report.write_id])
-        notices: dict[int, tuple[Notice, list[str]]] = {}
+        # Per write id, its notice and the targets it goes to.
+        announced: dict[int, tuple[Notice, list[str]]] = {}
         for report in outcomes:
             write = writes[report.write_id]
             notice = write_notice(
@@ -332,9 +333,9 @@ def apply_queue(
                 reverted=report.reverted,
             )
             if notice is not None:
-                notices[report.write_id] = (notice, targets_for(notice))
+                announced[report.write_id] = (notice, targets_for(notice))
         recorded = store.finish_writes(
-            outcomes, notices={write_id: [notice] for write_id, notice in notices.items()}
+            outcomes, notices={write_id: [pair] for write_id, pair in announced.items()}
         )
         deliveries: list[tuple[str, str]] = []
         for report in outcomes:
@@ -352,8 +353,8 @@ def apply_queue(
                     report.commit,
                 )
             reports.append(report)
-            if report.write_id in notices:
-                notice, targets = notices[report.write_id]
+            if report.write_id in announced:
+                notice, targets = announced[report.write_id]
                 deliveries.extend((notice.id, target) for target in targets)
         if deliveries:
             send(deliveries)

@@ -85,20 +85,23 @@ def process(self: Task, event_id: str) -> None:
 
 @app.task(name="gimletd.events.dispatch", acks_late=True)
 def dispatch(event_ids: list[str]) -> None:
-    """Process a batch of events the API stored together: one claim, one plan, one drain each.
+    """Process a batch of events the API stored together, as one.
 
     The API sends one message per batch of artifact pushes. Their events are
     claimed in one transaction and their plans recorded in another, where
-    `process` takes two per event, and each environment they write to is
-    drained once for all of them, and each repository's release index read once
-    after the last drain.
+    `process` takes two per event; each environment they write to is drained
+    once for all of them, and each repository's release index read once, after
+    the last drain.
 
-    What the batch does not handle goes to a `process` task of its own, which
-    handles it as it handles any single event: an event planned already (a
-    redelivery), one of another kind or out of attempts, one whose chart could
-    not be fetched (retried there, the batch's try counted), and the whole
-    batch when the store fails. An event whose planning raised has the problem
-    noted and is left to the sweep, as `process` leaves it.
+    An event out of attempts ends in error here, as in `process`. What else the
+    batch does not handle goes to a `process` task of its own, which handles it
+    as any single event: an event planned already (a redelivery), one of another
+    kind, one whose chart could not be fetched (retried there, the batch's try
+    counted), and every event not yet planned when the store fails (`process`
+    retries while it is unavailable). Such an event's attempt is counted here
+    and there: one more, of EVENT_MAX_ATTEMPTS. An event whose planning raised
+    has the problem noted and is left to the sweep, as a failed `process` task
+    leaves it.
     """
     store, settings = context.store(), context.settings()
     try:
@@ -114,18 +117,23 @@ def dispatch(event_ids: list[str]) -> None:
     for event_id, claim in claims.items():
         if claim is None:
             continue  # already finished: a redelivery
-        if (
-            claim.planned
-            or claim.attempts > settings.max_attempts
-            or claim.type not in (EventType.ARTIFACT, EventType.RELEASE)
-        ):
+        if claim.planned or claim.type not in (EventType.ARTIFACT, EventType.RELEASE):
             alone.append(event_id)
             continue
         try:
+            if claim.attempts > settings.max_attempts:
+                store.fail_event(event_id, _gave_up(store, event_id, claim.attempts - 1))
+                continue
             plan = _plan(claim)
+        except StoreUnavailable:
+            alone.append(event_id)
+            continue
         except Exception as exc:
             log.exception("event %s: planning failed", event_id)
-            store.note_event_problem(event_id, f"attempt {claim.attempts} failed: {exc}")
+            try:
+                store.note_event_problem(event_id, f"attempt {claim.attempts} failed: {exc}")
+            except StoreUnavailable:
+                alone.append(event_id)
             continue
         if plan is None:
             continue  # ended in error, recorded

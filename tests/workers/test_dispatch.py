@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event as sqlalchemy_event
 
-from gimletd.errors import ChartSourceError
+from gimletd.errors import ChartSourceError, StoreUnavailable
 from gimletd.models import Artifact, EventStatus, Release
 from gimletd.release import Plan
 from gimletd.settings import Settings
 from gimletd.store import ArtifactPush, PlannedWrite, Store
+from tests.support import gitops
 from tests.workers.conftest import on_branch
 from workers import context, events
+from workers.gitops import Drained, drain_queue, index_repository
 
 
 @pytest.fixture
@@ -154,3 +157,51 @@ def test_a_chart_that_could_not_be_fetched_is_retried_on_its_own_with_the_try_co
     events.dispatch([event_id])
     assert sent == [((event_id,), {"countdown": 2, "retries": 1})]
     assert drained == [] and store.event(event_id).status is EventStatus.NEW
+
+
+def test_every_event_gets_its_own_task_when_recording_the_plans_fails(
+    store: Store, artifact: dict[str, Any],
+    drained: list[tuple[str, str]], handed_on: list[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    ids = push_events(store, artifact, 3)
+
+    def database_gone(self: Store, plans: object) -> list[tuple[str, str]]:
+        raise StoreUnavailable("the database is unavailable: connection refused")
+
+    monkeypatch.setattr(Store, "plan_events", database_gone)
+    events.dispatch(ids)
+    assert handed_on == ids and drained == []
+    assert {store.event(i).status for i in ids} == {EventStatus.NEW}
+
+
+def test_an_event_out_of_attempts_ends_in_error_in_the_batch(
+    store: Store, artifact: dict[str, Any], settings: Settings,
+    drained: list[tuple[str, str]], handed_on: list[str],
+) -> None:  # fmt: skip
+    tired, fresh = push_events(store, artifact, 2)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE events SET attempts = ? WHERE id = ?", (settings.max_attempts, tired)
+        )
+    events.dispatch([tired, fresh])
+    ended = store.event(tired)
+    assert ended.status is EventStatus.ERROR
+    assert ended.status_desc.startswith(f"gave up after {settings.max_attempts} attempts")
+    assert handed_on == [] and drained == [(settings.gitops_repo_for("staging"), "staging")]
+
+
+def test_a_drain_asked_not_to_index_leaves_the_release_index_to_its_caller(
+    store: Store, artifact: dict[str, Any], settings: Settings, gitops_remote: Path,
+    drained: list[tuple[str, str]],
+) -> None:  # fmt: skip
+    [event_id] = push_events(store, artifact, 1)
+    events.dispatch([event_id])
+    repo = settings.gitops_repo_for("staging")
+    before = store.index_head(repo)
+    assert drain_queue(repo, "staging", index=False) is Drained.DONE
+    [commit] = gitops.commits(gitops_remote)
+    assert store.event(event_id).status is EventStatus.PROCESSED
+    assert store.index_head(repo) == before, "not indexed by the drain"
+    index_repository(repo)
+    head = store.index_head(repo)
+    assert head is not None and head.commit == commit.sha
