@@ -970,23 +970,11 @@ class Store:
     def claim_events(self, event_ids: Sequence[str]) -> dict[str, EventClaim | None]:
         """`claim_event` for a batch of events, in one transaction; rows locked in id order."""
         ids = list(dict.fromkeys(event_ids))
-        with self.session() as session:
+        with self._writing() as connection:
             # Locked in id order before the update, which would lock them in the table's.
-            session.execute(
-                select(EventRow.id)
-                .where(EventRow.id.in_(ids))
-                .order_by(EventRow.id)
-                .with_for_update()
-            ).all()
-            session.execute(
-                update(EventRow)
-                .where(EventRow.id.in_(ids), EventRow.status == EventStatus.NEW.value)
-                .values(attempts=EventRow.attempts + 1, touched_at=_now()),
-                execution_options={"synchronize_session": False},
-            )
-            rows = {
-                row.id: row for row in session.scalars(select(EventRow).where(EventRow.id.in_(ids)))
-            }
+            connection.execute(_LOCK_EVENTS, {"ids": ids}).all()
+            connection.execute(_COUNT_EVENT_ATTEMPTS, {"ids": ids, "now": _now()})
+            rows = {row.id: row for row in connection.execute(_CLAIMED_EVENTS, {"ids": ids})}
             missing = [event_id for event_id in ids if event_id not in rows]
             if missing:
                 raise NotFound(f"events {missing} do not exist")
@@ -997,10 +985,8 @@ class Store:
             }
             blobs: dict[str, str] = {}
             if unplanned:
-                statement = select(ArtifactRow.id, ArtifactRow.blob).where(
-                    ArtifactRow.id.in_(unplanned)
-                )
-                blobs = {row.id: row.blob for row in session.execute(statement)}
+                found = connection.execute(_ARTIFACT_BLOBS, {"ids": sorted(unplanned)})
+                blobs = {row.id: row.blob for row in found}
             return {event_id: _claim(rows[event_id], blobs) for event_id in ids}
 
     def plan_event(
@@ -2134,8 +2120,8 @@ def _rowcount(result: Any) -> int:
     return count
 
 
-def _claim(row: EventRow, artifact_blobs: Mapping[str, str]) -> EventClaim | None:
-    """The claim of a claimed event row; None when the event is terminal."""
+def _claim(row: Any, artifact_blobs: Mapping[str, str]) -> EventClaim | None:
+    """The claim of a claimed event's row (`_CLAIMED_EVENTS`); None when the event is terminal."""
     if row.status != EventStatus.NEW.value:
         return None
     blob = artifact_blobs.get(row.artifact_id) if row.artifact_id and not row.planned else None
@@ -2463,10 +2449,23 @@ _PENDING_IN_QUEUE = select(func.count(), func.min(_W.created)).where(
     _W.gitops_repo == bindparam("repo"), _W.env == bindparam("env"), _W.status.in_(UNFINISHED)
 )
 
-#: The drain's statements (`start_writes`, `finish_writes`), built once: on that path, building
-#: and compiling a statement, and the ORM's handling of an UPDATE, cost more than running it.
-#: Each `FOR UPDATE` takes its rows in id order (PostgreSQL; SQLite has one writer at a time).
+#: The statements of `claim_events`, `start_writes` and `finish_writes`, built once: on the
+#: workers' path, building and compiling a statement, and the ORM's handling of an UPDATE, cost
+#: more than running it. Each `FOR UPDATE` takes its rows in id order (PostgreSQL; SQLite has
+#: one writer at a time).
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_E = EventRow
+_LOCK_EVENTS = select(_E.id).where(_E.id.in_(_IDS)).order_by(_E.id).with_for_update()
+_COUNT_EVENT_ATTEMPTS = (
+    update(_table(EventRow))
+    .where(_E.id.in_(_IDS), _E.status == EventStatus.NEW.value)
+    .values(attempts=_E.attempts + 1, touched_at=bindparam("now"))
+)
+_CLAIMED_EVENTS = select(
+    _E.id, _E.seq, _E.type, _E.status, _E.artifact_id, _E.triggered_by, _E.blob, _E.attempts,
+    _E.planned,
+).where(_E.id.in_(_IDS))  # fmt: skip
+_ARTIFACT_BLOBS = select(ArtifactRow.id, ArtifactRow.blob).where(ArtifactRow.id.in_(_IDS))
 _WRITE_TARGETS = select(_W.id, _W.event_id, _W.gitops_repo, _W.env, _W.app).where(_W.id.in_(_IDS))
 _LOCK_WRITES = select(_W.id).where(_W.id.in_(_IDS)).order_by(_W.id).with_for_update()
 _START_WRITES = (
