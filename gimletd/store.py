@@ -1272,18 +1272,21 @@ class Store:
         notices = notices or {}
         ids = [report.write_id for report in reports]
         with self.session() as session:
-            connection = session.connection()
-            targets = {row.id: row for row in connection.execute(_WRITE_TARGETS, {"ids": ids})}
-            missing = sorted(set(ids) - targets.keys())
-            if missing:
-                raise NotFound(f"gitops writes {missing} do not exist")
             events = session.scalars(
                 select(EventRow)
-                .where(EventRow.id.in_({row.event_id for row in targets.values()}))
+                .where(
+                    EventRow.id.in_(
+                        select(GitopsWriteRow.event_id).where(GitopsWriteRow.id.in_(ids))
+                    )
+                )
                 .order_by(EventRow.id)
                 .with_for_update()
             ).all()
-            connection.execute(_LOCK_WRITES, {"ids": ids}).all()
+            connection = session.connection()
+            targets = {row.id: row for row in connection.execute(_LOCK_WRITES, {"ids": ids})}
+            missing = sorted(set(ids) - targets.keys())
+            if missing:
+                raise NotFound(f"gitops writes {missing} do not exist")
             recorded: set[int] = set()
             now = _now()
             for report in reports:
@@ -2466,8 +2469,13 @@ _CLAIMED_EVENTS = select(
     _E.planned,
 ).where(_E.id.in_(_IDS))  # fmt: skip
 _ARTIFACT_BLOBS = select(ArtifactRow.id, ArtifactRow.blob).where(ArtifactRow.id.in_(_IDS))
-_WRITE_TARGETS = select(_W.id, _W.event_id, _W.gitops_repo, _W.env, _W.app).where(_W.id.in_(_IDS))
-_LOCK_WRITES = select(_W.id).where(_W.id.in_(_IDS)).order_by(_W.id).with_for_update()
+#: The writes, locked, with what `finish_writes` needs to place holds.
+_LOCK_WRITES = (
+    select(_W.id, _W.event_id, _W.gitops_repo, _W.env, _W.app)
+    .where(_W.id.in_(_IDS))
+    .order_by(_W.id)
+    .with_for_update()
+)
 _START_WRITES = (
     update(_table(GitopsWriteRow))
     .where(_W.id.in_(_IDS), _W.status.in_(UNFINISHED))
