@@ -28,7 +28,7 @@ from gimletd.store import EventClaim, EventPlan, Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.gitops import drain, drain_queue, index_repository, queue_drains
-from workers.notify import notice_targets, send_deliveries
+from workers.notify import notice_targets, send_deliveries, send_notices
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ def process(self: Task, event_id: str) -> None:
         if plan.retryable and self.request.retries < CHART_FETCH_ATTEMPTS - 1:
             log.warning("event %s: %s; retrying", event_id, plan.retryable[0])
             raise self.retry(countdown=2 ** (self.request.retries + 1), exc=plan.retryable[0])
-        notices = [(n, notice_targets(n)) for n in _failure_notices(claim, plan)]
+        notices = _failure_notices(claim, plan)
         queues = store.plan_event(
             event_id, writes=plan.writes, failures=plan.failures, notices=notices
         )
-        send_deliveries((n.id, target) for n, targets in notices for target in targets)
+        send_notices(notices)
     except Conflict:
         # Another delivery of this event planned it at the same moment (SQLite has no
         # row locks); its writes are there, so only make sure they get drained.
@@ -111,7 +111,6 @@ def dispatch(event_ids: list[str]) -> None:
         _process_each(event_ids)
         return
     plans: list[EventPlan] = []
-    deliveries: list[tuple[str, str]] = []
     alone: list[str] = []
     chart_retries: list[str] = []
     for event_id, claim in claims.items():
@@ -141,9 +140,7 @@ def dispatch(event_ids: list[str]) -> None:
             log.warning("event %s: %s; retrying", event_id, plan.retryable[0])
             chart_retries.append(event_id)
             continue
-        notices = [(n, notice_targets(n)) for n in _failure_notices(claim, plan)]
-        plans.append(EventPlan(event_id, plan.writes, plan.failures, notices))
-        deliveries.extend((n.id, target) for n, targets in notices for target in targets)
+        plans.append(EventPlan(event_id, plan.writes, plan.failures, _failure_notices(claim, plan)))
     queues: list[tuple[str, str]] = []
     if plans:
         try:
@@ -152,7 +149,7 @@ def dispatch(event_ids: list[str]) -> None:
             log.exception("recording the plans of %d events failed; each gets a task", len(plans))
             alone.extend(plan.event_id for plan in plans)
         else:
-            send_deliveries(deliveries)
+            send_notices(notice for plan in plans for notice in plan.notices)
     _process_each(alone)
     for event_id in chart_retries:  # the batch's try was the first of CHART_FETCH_ATTEMPTS
         process.apply_async((event_id,), countdown=2, retries=1)
@@ -217,8 +214,11 @@ def _plan(claim: EventClaim) -> Plan | None:
     return Plan(writes=[write])
 
 
-def _failure_notices(claim: EventClaim, plan: Plan) -> list[Notice]:
-    """The notices of the environments the plan failed, named as the writes would have been."""
+def _failure_notices(claim: EventClaim, plan: Plan) -> list[tuple[Notice, list[str]]]:
+    """The notices of the environments the plan failed, named as the writes would have been.
+
+    Each with the targets it goes to, as the store keeps them.
+    """
     if not plan.failures:
         return []
     kind, triggered_by = WriteKind.RELEASE, claim.triggered_by
@@ -228,7 +228,7 @@ def _failure_notices(claim: EventClaim, plan: Plan) -> list[Notice]:
         kind = WriteKind.DELETE
     elif claim.type is EventType.ROLLBACK:
         kind = WriteKind.ROLLBACK
-    return failure_notices(
+    notices = failure_notices(
         plan.failures,
         kind,
         event_id=claim.id,
@@ -236,6 +236,7 @@ def _failure_notices(claim: EventClaim, plan: Plan) -> list[Notice]:
         artifact=claim.artifact,
         now=time.time(),
     )
+    return [(notice, notice_targets(notice)) for notice in notices]
 
 
 def _record_flux_report(claim: EventClaim) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from celery import Task
 
@@ -40,6 +40,11 @@ def send_deliveries(deliveries: Iterable[tuple[str, str]]) -> None:
     """Queue a task for each (notice id, target)."""
     for notice_id, target in deliveries:
         deliver.delay(notice_id, target)
+
+
+def send_notices(notices: Iterable[tuple[Notice, Sequence[str]]]) -> None:
+    """Queue a task for each target of each stored (notice, targets)."""
+    send_deliveries((notice.id, target) for notice, targets in notices for target in targets)
 
 
 @app.task(

@@ -205,3 +205,22 @@ def test_a_drain_asked_not_to_index_leaves_the_release_index_to_its_caller(
     index_repository(repo)
     head = store.index_head(repo)
     assert head is not None and head.commit == commit.sha
+
+
+def test_the_failures_of_a_batch_are_announced_once_their_plans_are_stored(
+    store: Store, artifact: dict[str, Any], settings: Settings,
+    drained: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    broken = copy.deepcopy(artifact["environments"][0])
+    broken["env"] = "production"
+    broken["values"]["image"]["tag"] = "{{ .RELEASE_TAG }}"
+    [event_id, fine] = push_events(
+        store, {**artifact, "environments": [*artifact["environments"], broken]}, 2
+    )
+    announced: list[Any] = []
+    monkeypatch.setattr(events, "send_notices", lambda notices: announced.extend(notices))
+    events.dispatch([event_id, fine])
+    assert sorted((n.event_id, n.env, n.app) for n, _ in announced) == sorted(
+        (e, "production", "frontend") for e in (event_id, fine)
+    )
+    assert drained == [(settings.gitops_repo_for("staging"), "staging")]
