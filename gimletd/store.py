@@ -1308,7 +1308,6 @@ class Store:
                     _delete_hold(session, target.gitops_repo, target.env, target.app)
                 if report.hold is not None:
                     session.add(_hold_row(target.gitops_repo, report.hold))
-                    session.flush()
                 _add_notices(session, notices.get(report.write_id, ()))
             for event in events:
                 _finish_if_done(session, event)
