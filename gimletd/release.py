@@ -29,7 +29,7 @@ from gimletd.errors import (
 )
 from gimletd.gitops import layout
 from gimletd.gitops.repository import AppChange, GitopsRepository
-from gimletd.history import sync_index
+from gimletd.history import index_entries, sync_index
 from gimletd.logs import log_context
 from gimletd.models import (
     TEMPLATE_MARK,
@@ -44,7 +44,14 @@ from gimletd.models import (
 )
 from gimletd.notifications.notice import Notice, write_notice
 from gimletd.policy import deploy_matches
-from gimletd.store import FailedEnvironment, GitopsWrite, PlannedWrite, Store, WriteReport
+from gimletd.store import (
+    FailedEnvironment,
+    GitopsWrite,
+    PlannedWrite,
+    PushedCommits,
+    Store,
+    WriteReport,
+)
 from gimletd.templating import resolve_manifest
 from gimletd.variables import artifact_variables
 
@@ -314,8 +321,11 @@ def apply_queue(
     #: Outcomes that needed no commit (superseded, given up): recorded with the next push's.
     settled: list[WriteReport] = []
 
-    def record(outcomes: list[WriteReport]) -> None:
-        """Record outcomes in one transaction, in queue order; then log them, send notices."""
+    def record(outcomes: list[WriteReport], pushed: PushedCommits | None) -> None:
+        """Record outcomes in one transaction, in queue order; then log them, send notices.
+
+        The commits `pushed` enter the release index in the same transaction.
+        """
         outcomes = sorted(outcomes, key=lambda report: position[report.write_id])
         # Per write id, its notice and the targets it goes to.
         announced: dict[int, tuple[Notice, list[str]]] = {}
@@ -335,7 +345,9 @@ def apply_queue(
             if notice is not None:
                 announced[report.write_id] = (notice, targets_for(notice))
         recorded = store.finish_writes(
-            outcomes, notices={write_id: [pair] for write_id, pair in announced.items()}
+            outcomes,
+            notices={write_id: [pair] for write_id, pair in announced.items()},
+            pushed=pushed,
         )
         deliveries: list[tuple[str, str]] = []
         for report in outcomes:
@@ -360,10 +372,9 @@ def apply_queue(
             send(deliveries)
 
     def flush() -> None:
-        outcomes: list[WriteReport] = []
-        deferred = None
+        attempt = _Attempt([])
         if batch:
-            outcomes, deferred = _attempt_batch(
+            attempt = _attempt_batch(
                 store,
                 repo,
                 list(batch),
@@ -372,11 +383,11 @@ def apply_queue(
                 keep_alive=keep_alive,
             )
             batch.clear()
-        if settled or outcomes:
-            record(settled + outcomes)
+        if settled or attempt.outcomes:
+            record(settled + attempt.outcomes, attempt.pushed)
             settled.clear()
-        if deferred is not None:
-            raise deferred
+        if attempt.deferred is not None:
+            raise attempt.deferred
 
     for index, write in enumerate(queue):
         if waiting_reason(write, lock, store.hold(repo.url, write.env, write.app)) is not None:
@@ -429,6 +440,15 @@ def _settle(
     return write, None
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """How an attempt at a batch ended: its outcomes, the commits it pushed, or its deferral."""
+
+    outcomes: list[WriteReport]
+    pushed: PushedCommits | None = None
+    deferred: WriteDeferred | None = None
+
+
 def _attempt_batch(
     store: Store,
     repo: GitopsRepository,
@@ -437,7 +457,7 @@ def _attempt_batch(
     push_attempts: int,
     max_attempts: int,
     keep_alive: Callable[[], None],
-) -> tuple[list[WriteReport], WriteDeferred | None]:
+) -> _Attempt:
     """One attempt at pushing a batch: its outcomes, or the failure that defers it.
 
     A write out of attempts is reported failed; the others are deferred and the
@@ -447,10 +467,9 @@ def _attempt_batch(
     """
     try:
         with metrics.WRITE_SECONDS.time():
-            outcomes = _apply_batch(
+            return _apply_batch(
                 store, repo, batch, push_attempts=push_attempts, keep_alive=keep_alive
             )
-        return outcomes, None
     except LockLost:
         raise
     except Exception as exc:
@@ -479,7 +498,7 @@ def _attempt_batch(
             )
         if deferred is not None:
             deferred.__cause__ = exc
-        return failed, deferred
+        return _Attempt(failed, deferred=deferred)
 
 
 @dataclass(frozen=True)
@@ -501,19 +520,33 @@ def _apply_batch(
     *,
     push_attempts: int,
     keep_alive: Callable[[], None],
-) -> list[WriteReport]:
+) -> _Attempt:
     """Commit a batch of writes one after another and push once, re-checking every try.
 
+    Returns the outcomes, with the commits pushed and their index entries.
+
+    The writes are marked started once, before the first fetch, on the head
+    last seen: every commit this drain makes lands after that base, and no
+    database write sits between a fetch and its push, where it would widen
+    the window for another writer's push to win the race.
+
     Each try fetches the head, then, for each write, looks for the write's own
-    commit since the last base it was applied on (a worker that died after
-    pushing, or one whose lock expired mid-write, may have pushed it: I2) and
-    checks that no release accepted later was applied first (I3), before
-    chaining its commit on the previous one.
+    commit since its base (a worker that died after pushing, or one whose lock
+    expired mid-write, may have pushed it: I2) and checks that no release
+    accepted later was applied first (I3), before chaining its commit on the
+    previous one.
     """
-    # A write that was started before (a base is recorded) may have been pushed already.
+    keep_alive()
+    base = repo.known_head() or EMPTY_BRANCH
+    if not store.start_writes([w.id for w in batch], base_sha=base):
+        names = ", ".join(f"{w.env}/{w.app}" for w in batch)
+        raise LockLost(f"a write of {names} was finished by another worker")
+    # Where to look for a write's own commit: only a write started before may have been
+    # pushed on the first try; after a rejection, any may have been (a lost lock's taker).
     bases = {w.id: (w.base_sha if w.started else None) for w in batch}
     for attempt in range(push_attempts):
-        keep_alive()
+        if attempt:
+            keep_alive()
         head = repo.fetch()
         tip = head
         outcomes: dict[int, WriteReport] = {}
@@ -533,12 +566,6 @@ def _apply_batch(
                 continue
             tip = commit
             chained.append((write, planned, commit))
-        started = [write.id for write, _, _ in chained]
-        if started and not store.start_writes(started, base_sha=head or EMPTY_BRANCH):
-            names = ", ".join(f"{w.env}/{w.app}" for w, _, _ in chained)
-            raise LockLost(f"a write of {names} was finished by another worker")
-        for write_id in started:
-            bases[write_id] = head or EMPTY_BRANCH
         if chained and tip is not None:
             keep_alive()
             try:
@@ -555,14 +582,36 @@ def _apply_batch(
                 # that keeps happening, spread the writers out a little.
                 if attempt:
                     time.sleep(random.uniform(0, 0.01 * attempt))
+                bases = {w.id: (w.base_sha if w.started else base) for w in batch}
                 continue
         for write, planned, commit in chained:
             outcomes[write.id] = _pushed(write, planned, ResultStatus.SUCCESS, commit)
-        return [outcomes[write.id] for write in batch]
+        pushed = _pushed_commits(repo, head, tip) if chained and tip is not None else None
+        return _Attempt([outcomes[write.id] for write in batch], pushed)
     names = ", ".join(f"{w.env}/{w.app}" for w in batch)
     raise GitOpsError(
         f"push of {names} was rejected {push_attempts} times: the remote branch keeps moving"
     )
+
+
+def _pushed_commits(repo: GitopsRepository, base: str | None, head: str) -> PushedCommits | None:
+    """The index entries of the commits just pushed onto `base`, read from the new objects.
+
+    None when they cannot be read: the release index then reads them from git later.
+    """
+    try:
+        commits = repo.commits_since(head, base)
+        if commits is None:
+            return None  # not what this drain pushed onto `base`: leave it to the index's sync
+        entries = [
+            entry
+            for number, commit in enumerate(commits, start=1)
+            for entry in index_entries(commit, repo.app_dir_changes(commit), number)
+        ]
+    except GitOpsError as exc:
+        log.warning("reading back the commits pushed to %s failed: %s", repo.url, exc)
+        return None
+    return PushedCommits(repo.url, base or "", head, len(commits), entries)
 
 
 def _outcome_before_commit(

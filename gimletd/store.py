@@ -31,7 +31,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -487,6 +487,24 @@ class IndexEntry:
 class IndexHead:
     commit: str
     position: int
+
+
+@dataclass(frozen=True)
+class PushedCommits:
+    """Commits a drain pushed onto `base`, with their release index entries.
+
+    `finish_writes` indexes them in the transaction that records the writes,
+    when the index stands at `base`, so they need not be read back from git.
+    `count` first-parent commits were pushed, the last is `head`; the
+    entries' positions count from 1, the first commit after `base` (the
+    store adds the index head's position).
+    """
+
+    gitops_repo: str
+    base: str
+    head: str
+    count: int
+    entries: Sequence[IndexEntry]
 
 
 @dataclass(frozen=True)
@@ -1216,7 +1234,9 @@ class Store:
     def start_writes(self, write_ids: Collection[int], *, base_sha: str) -> bool:
         """Mark writes as being applied on top of `base_sha`, before anything is pushed.
 
-        One transaction for the writes a drain chains and pushes together, all or
+        A write started before keeps its base: the oldest head it may have been
+        pushed onto, where a search for its commit must begin (I2). One
+        transaction for the writes a drain chains and pushes together, all or
         none. False, with nothing changed, when one of them already has an
         outcome: another worker, holding the environment's lock after ours
         expired, finished it; this one must stop, and must not mark the others
@@ -1246,7 +1266,11 @@ class Store:
             )
 
     def finish_writes(
-        self, reports: Sequence[WriteReport], *, notices: Mapping[int, Notices] | None = None
+        self,
+        reports: Sequence[WriteReport],
+        *,
+        notices: Mapping[int, Notices] | None = None,
+        pushed: PushedCommits | None = None,
     ) -> set[int]:
         """Record writes' outcomes, and their events' when they were the last, in one transaction.
 
@@ -1265,7 +1289,10 @@ class Store:
         store takes a write's repository, env and app from its row.
 
         A drain records all the outcomes of a push at once: a transaction (and a
-        disk flush) per push instead of one per write.
+        disk flush) per push instead of one per write. With `pushed`, the
+        push's commits enter the release index in the same transaction when
+        the index stands at the push's base; otherwise they are left to
+        `sync_index`, which reads them from git.
         """
         if not reports:
             return set()
@@ -1311,6 +1338,8 @@ class Store:
                 _add_notices(session, notices.get(report.write_id, ()))
             for event in events:
                 _finish_if_done(session, event)
+            if pushed is not None:
+                _index_pushed_commits(session, pushed, now)
             return recorded
 
     def fail_unfinished_writes(self, gitops_repo: str, env: str, reason: str) -> None:
@@ -1367,31 +1396,16 @@ class Store:
 
         With `base` None the index of the repository is rebuilt from scratch. Safe to
         run concurrently: entries are inserted only once, and the head moves only
-        from the `base` this reading started at (False when another reader moved it).
+        from the `base` this reading started at (False, with nothing added, when
+        another reader moved it). The head row is taken before the entries are
+        inserted, as `finish_writes` takes it, so the two cannot deadlock on
+        PostgreSQL.
         """
         now = _now()
         with self.session() as session:
             if base is None:
                 session.execute(delete(ReleaseRow).where(ReleaseRow.gitops_repo == gitops_repo))
                 session.execute(delete(IndexHeadRow).where(IndexHeadRow.gitops_repo == gitops_repo))
-            if entries:
-                session.execute(
-                    _insert_ignoring_duplicates(session, ReleaseRow),
-                    [_release_row_values(gitops_repo, entry) for entry in entries],
-                )
-            for entry in entries:
-                if entry.reverts:
-                    session.execute(
-                        update(ReleaseRow)
-                        .where(
-                            ReleaseRow.gitops_repo == gitops_repo,
-                            ReleaseRow.env == entry.env,
-                            ReleaseRow.app == entry.app,
-                            ReleaseRow.commit_sha.in_(entry.reverts),
-                        )
-                        .values(rolled_back=True)
-                    )
-            if base is None:
                 session.add(
                     IndexHeadRow(
                         gitops_repo=gitops_repo,
@@ -1400,16 +1414,19 @@ class Store:
                         updated=now,
                     )
                 )
-                return True
-            moved = session.execute(
-                update(IndexHeadRow)
-                .where(
-                    IndexHeadRow.gitops_repo == gitops_repo,
-                    IndexHeadRow.commit_sha == base.commit,
+            else:
+                moved = session.execute(
+                    update(IndexHeadRow)
+                    .where(
+                        IndexHeadRow.gitops_repo == gitops_repo,
+                        IndexHeadRow.commit_sha == base.commit,
+                    )
+                    .values(commit_sha=head.commit, position=head.position, updated=now)
                 )
-                .values(commit_sha=head.commit, position=head.position, updated=now)
-            )
-            return _rowcount(moved) == 1
+                if _rowcount(moved) != 1:
+                    return False
+            _add_index_entries(session, gitops_repo, entries)
+            return True
 
     def history(self, query: HistoryFilter) -> list[HistoryEntry]:
         """Releases of an environment (or one app) newest first, from the index alone."""
@@ -2318,6 +2335,44 @@ def _insert_ignoring_duplicates(session: Session, table: type[Base]) -> Any:
     return _dialect_insert(session, table).on_conflict_do_nothing()
 
 
+def _add_index_entries(session: Session, gitops_repo: str, entries: Sequence[IndexEntry]) -> None:
+    """Insert index entries (each once) and mark the commits their rollbacks reverted."""
+    if entries:
+        session.execute(
+            _insert_ignoring_duplicates(session, ReleaseRow),
+            [_release_row_values(gitops_repo, entry) for entry in entries],
+        )
+    for entry in entries:
+        if entry.reverts:
+            session.execute(
+                update(ReleaseRow)
+                .where(
+                    ReleaseRow.gitops_repo == gitops_repo,
+                    ReleaseRow.env == entry.env,
+                    ReleaseRow.app == entry.app,
+                    ReleaseRow.commit_sha.in_(entry.reverts),
+                )
+                .values(rolled_back=True)
+            )
+
+
+def _index_pushed_commits(session: Session, pushed: PushedCommits, now: float) -> None:
+    """Move the release index over a drain's own push, if it stands at the push's base.
+
+    When it does not (another writer's commits came first, or a sync is behind
+    or ahead), nothing changes: `sync_index` reads the commits from git instead.
+    """
+    head = session.scalar(
+        select(IndexHeadRow).where(IndexHeadRow.gitops_repo == pushed.gitops_repo).with_for_update()
+    )
+    if head is None or head.commit_sha != pushed.base:
+        return
+    offset = head.position
+    entries = [replace(entry, position=entry.position + offset) for entry in pushed.entries]
+    _add_index_entries(session, pushed.gitops_repo, entries)
+    head.commit_sha, head.position, head.updated = pushed.head, offset + pushed.count, now
+
+
 def _release_row_values(gitops_repo: str, entry: IndexEntry) -> dict[str, Any]:
     release = entry.release
     return {
@@ -2475,11 +2530,14 @@ _LOCK_WRITES = (
     .order_by(_W.id)
     .with_for_update()
 )
+#: A write started before keeps its base: the oldest head it may have been pushed onto.
 _START_WRITES = (
     update(_table(GitopsWriteRow))
     .where(_W.id.in_(_IDS), _W.status.in_(UNFINISHED))
     .values(
-        status=ResultStatus.APPLYING.value, base_sha=bindparam("base"), updated=bindparam("now")
+        status=ResultStatus.APPLYING.value,
+        base_sha=func.coalesce(func.nullif(_W.base_sha, ""), bindparam("base")),
+        updated=bindparam("now"),
     )
 )
 _FINISH_WRITE = (

@@ -55,9 +55,11 @@ def drain_queue(gitops_repo: str, env: str, *, index: bool = True) -> Drained:
     no task spins on a busy lock. A killed holder's lock expires after
     GITOPS_LOCK_TIMEOUT, and the sweep queues drains for queues left behind.
 
-    The commits it pushed are read into the release index afterwards, unless
-    `index` is False: a caller draining several queues of one repository
-    indexes once, after the last (`index_repository`).
+    Each push enters the release index with its record, when the index stands
+    at the push's base. What could not be indexed that way (another writer's
+    commits came first) is read from git afterwards, unless `index` is False:
+    a caller draining several queues of one repository does that once, after
+    the last (`index_repository`).
 
     :raise WriteDeferred: a write failed and waits for its retry delay.
     """
@@ -99,7 +101,11 @@ def drain_queue(gitops_repo: str, env: str, *, index: bool = True) -> Drained:
 
 
 def index_repository(gitops_repo: str) -> None:
-    """Read the commits just pushed into the release index; the periodic sync catches up if not."""
+    """Bring the release index up to the head last fetched, reading from git what it lacks.
+
+    After a drain that is nothing, or the commits its pushes could not index
+    themselves; when this fails, the periodic sync catches up.
+    """
     repo = context.gitops_repo(gitops_repo)
     try:
         sync_index(context.store(), repo, repo.known_head())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import EventType, Release, ResultStatus, WriteKind
 from gimletd.release import apply_queue, plan_operation
-from gimletd.store import PlannedWrite, Store
+from gimletd.store import IndexHead, PlannedWrite, Store
+from tests.conftest import migrated
 from tests.core.test_release import seed_artifact
 from tests.support import gitops
 
@@ -176,3 +178,54 @@ def test_a_locked_environment_keeps_writes_queued_except_forced_ones(
         "admin"
     )
     assert store.event(forced).status.value == "processed"
+
+
+def index_rows(store: Store) -> list[tuple[object, ...]]:
+    with store.engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.exec_driver_sql(
+                "SELECT gitops_repo, env, app, commit_sha, position, kind, artifact_id, "
+                "repository, triggered_by, event_id, created, rolled_back, release "
+                "FROM releases ORDER BY position, env, app"
+            )
+        ]
+
+
+def test_a_drain_indexes_its_own_pushes_as_a_reading_of_git_would(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The push's record moves the release index too; nothing is read back from git after."""
+    sync_index(store, repo, repo.fetch())  # the index stands at the empty branch
+    one, _ = queue(store, repo, fixtures_dir, "one")
+    queue(store, repo, fixtures_dir, "two", by="alice")  # a person's release: not superseded
+    drain = functools.partial(apply_queue, store, repo, ENV, push_attempts=3, max_attempts=3)
+    assert [r.status for r in drain().reports] == [ResultStatus.SUCCESS] * 2
+    queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
+    drain()
+    store.lift_hold(repo.url, ENV, APP)
+    queue_operation(store, repo, WriteKind.DELETE)
+    drain()
+
+    head = repo.known_head()
+    assert head is not None and store.index_head(repo.url) == IndexHead(head, 4)
+    monkeypatch.setattr(repo, "commits_since", None)  # sync_index has nothing left to read
+    assert sync_index(store, repo, head) == 0
+    monkeypatch.undo()
+    with migrated(Store(f"sqlite:///{tmp_path / 'from-git.db'}")) as from_git:
+        assert sync_index(from_git, repo, head) == 4
+        assert index_rows(store) == index_rows(from_git)
+    kinds = [row[5] for row in index_rows(store)]
+    assert kinds == ["release", "release", "rollback", "delete"]
+    assert [row[11] for row in index_rows(store)] == [False, True, False, False], "two reverted"
+
+
+def test_a_push_the_index_is_not_at_the_base_of_is_left_to_the_sync(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path
+) -> None:
+    """Never indexed: the drain's push does not start an index that would miss older commits."""
+    queue(store, repo, fixtures_dir, "one")
+    apply_queue(store, repo, ENV, push_attempts=3, max_attempts=3)
+    assert store.index_head(repo.url) is None
+    assert sync_index(store, repo, repo.known_head()) == 1

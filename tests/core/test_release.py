@@ -342,6 +342,48 @@ def test_a_push_and_the_writes_it_supersedes_are_recorded_in_one_transaction(
     assert [c.trailers["Gimlet-Event"] for c in gitops.commits(gitops_remote)] == pushed[::-1]
 
 
+def test_a_rejected_push_is_redone_on_the_new_head_without_touching_the_database(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The writes are started once, before the first fetch; nothing is written to the
+    database between a fetch and its push, where it would give another writer time to win."""
+    from sqlalchemy import event
+
+    first = queue_release(store, fixtures_dir, repo, "one", app="a")
+    second = queue_release(store, fixtures_dir, repo, "one", app="b")
+    fetch, statements = repo.fetch, []
+    races = iter([True, False])
+
+    def fetch_then_another_writer_pushes() -> str | None:
+        head = fetch()
+        statements.append("fetch")
+        if next(races):
+            gitops.commit_by_hand(gitops_remote, tmp_path / "other", {"x/y": "z\n"}, "other")
+        return head
+
+    def write_statement(connection: object, cursor: object, sql: str, *args: object) -> None:
+        if not sql.lstrip().upper().startswith("SELECT"):
+            statements.append(sql.split()[0].upper())
+
+    monkeypatch.setattr(repo, "fetch", fetch_then_another_writer_pushes)
+    monkeypatch.setattr(repo, "push", lambda commit, push=repo.push, **kw: (
+        statements.append("push"), push(commit, **kw))[-1])  # fmt: skip
+    event.listen(store.engine, "before_cursor_execute", write_statement)
+    try:
+        assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.SUCCESS]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", write_statement)
+    assert statements.count("push") == 2, "rejected once, then pushed"
+    first_fetch, last_push = statements.index("fetch"), len(statements) - 1
+    while statements[last_push] != "push":
+        last_push -= 1
+    assert statements[:first_fetch] == ["UPDATE"], "started once, before the first fetch"
+    assert set(statements[first_fetch:last_push]) == {"fetch", "push"}, "no write in between"
+    history = gitops.commits(gitops_remote)
+    assert [c.trailers.get("Gimlet-Event") for c in history] == [second, first, None]
+
+
 def test_a_lost_lock_stops_the_queue_without_touching_the_write(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
 ) -> None:

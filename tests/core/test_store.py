@@ -352,6 +352,9 @@ def test_writes_are_started_all_or_none(any_store: Store, fixtures_dir: Path) ->
     assert any_store.start_writes([x.id], base_sha="b" * 40) is True
     [started] = any_store.unfinished_writes("repo", "staging")
     assert started.status is ResultStatus.APPLYING and started.base_sha == "b" * 40
+    assert any_store.start_writes([x.id], base_sha="c" * 40) is True
+    [again] = any_store.unfinished_writes("repo", "staging")
+    assert again.base_sha == "b" * 40, "the oldest head it may have been pushed onto"
 
 
 def test_a_failed_event_is_not_planned_by_a_late_delivery(
