@@ -447,30 +447,43 @@ class GitopsRepository:
     def _build_tree(self, base: pygit2.Tree | None, change: AppChange) -> pygit2.Oid:
         """The root tree with `<env>/<app>/` replaced and the env-level files set.
 
-        Blobs are always written, even when stored already: libgit2 then refreshes
-        the object's time, as git does, so a `git gc` cannot prune an old
-        unreachable copy just as a new tree starts to use it.
+        A blob the base tree holds in `<env>/` or `<env>/<app>/` (a file that did
+        not change) is reused without a write. Any other blob is written, even
+        when stored already: libgit2 then refreshes the object's time, as git
+        does, so a `git gc` cannot prune an old unreachable copy just as a new
+        tree starts to use it. A reachable one cannot be pruned, and refreshing
+        it costs as much as writing a new object (an inode update each).
         """
         env_tree = _subtree(self._repo, base, change.env)
         env_builder = self._repo.TreeBuilder(env_tree) if env_tree else self._repo.TreeBuilder()
+        # Blobs reachable from the base tree, and those written for this tree.
+        present = {*_tree_entries(env_tree).values()}
         if change.files is None:
             if env_builder.get(change.app) is not None:
                 env_builder.remove(change.app)
         else:
+            present.update(_tree_entries(_subtree(self._repo, env_tree, change.app)).values())
             app_builder = self._repo.TreeBuilder()
             for name in sorted(change.files):
-                app_builder.insert(
-                    name, self._repo.create_blob(change.files[name]), pygit2.GIT_FILEMODE_BLOB
-                )
+                blob = self._blob_id(change.files[name], present)
+                app_builder.insert(name, blob, pygit2.GIT_FILEMODE_BLOB)
             env_builder.insert(change.app, app_builder.write(), pygit2.GIT_FILEMODE_TREE)
         for name, content in sorted(change.env_files.items()):
-            env_builder.insert(name, self._repo.create_blob(content), pygit2.GIT_FILEMODE_BLOB)
+            env_builder.insert(name, self._blob_id(content, present), pygit2.GIT_FILEMODE_BLOB)
         root = self._repo.TreeBuilder(base) if base is not None else self._repo.TreeBuilder()
         if len(env_builder):
             root.insert(change.env, env_builder.write(), pygit2.GIT_FILEMODE_TREE)
         elif root.get(change.env) is not None:
             root.remove(change.env)  # git has no empty directories
         return root.write()
+
+    def _blob_id(self, content: bytes, present: set[pygit2.Oid]) -> pygit2.Oid:
+        """The id of a blob of `content`, written unless it is in `present` (then added)."""
+        blob = pygit2.hash(content)
+        if blob not in present:
+            self._repo.create_blob(content)
+            present.add(blob)
+        return blob
 
     # -- plumbing --------------------------------------------------------------
 

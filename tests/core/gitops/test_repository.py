@@ -7,6 +7,7 @@ disk, over the git protocol (`git daemon`), and over smart HTTP that wants a tok
 
 from __future__ import annotations
 
+import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -157,6 +158,30 @@ def test_a_remote_on_disk_is_written_in_place(gitops_remote: Path, tmp_path: Pat
     assert repo.path == gitops_remote
     assert not (tmp_path / "cache").exists()
     assert "staging/frontend/deployment.yaml" in remote_files(gitops_remote)
+
+
+def test_a_blob_the_base_tree_holds_is_reused_and_any_other_written_to_refresh_it(
+    gitops_remote: Path, tmp_path: Path
+) -> None:
+    """An unchanged file costs no write; a stored but unreachable blob is written again, so
+    libgit2 refreshes its time and a `git gc` cannot prune it as a new tree starts to use it."""
+    repo = open_repo(f"file://{gitops_remote}", tmp_path)
+    files = {"service.yaml": b"kind: Service\n", "deployment.yaml": b"image: one\n"}
+    first = repo.write(AppChange("staging", "web", files, {}), "one", head=repo.fetch())
+    orphan = b"image: two\n"  # stored already, reachable from no commit
+    repo._repo.create_blob(orphan)
+
+    def loose(content: bytes) -> Path:
+        blob = str(pygit2.hash(content))
+        return gitops_remote / "objects" / blob[:2] / blob[2:]
+
+    for content in (files["service.yaml"], orphan):
+        os.utime(loose(content), (1_000_000_000, 1_000_000_000))
+    second = {**files, "deployment.yaml": orphan}
+    repo.write(AppChange("staging", "web", second, {}), "two", head=first.commit)
+    assert loose(files["service.yaml"]).stat().st_mtime == 1_000_000_000, "reused as it was"
+    assert loose(orphan).stat().st_mtime > 1_000_000_000, "written again: refreshed"
+    assert git(gitops_remote, "show", "main:staging/web/deployment.yaml") == "image: two\n"
 
 
 def test_an_unreachable_remote_is_a_gitops_error_naming_it_at_first_use(tmp_path: Path) -> None:
