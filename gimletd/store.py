@@ -1026,46 +1026,41 @@ class Store:
         """`plan_event` for a batch of events, in one transaction: all are recorded, or none.
 
         The event rows are locked in id order, so two deliveries of overlapping
-        batches on PostgreSQL wait for each other instead of deadlocking.
+        batches on PostgreSQL wait for each other instead of deadlocking. An
+        event that plans no write (every environment failed, or none matched)
+        ends in the same transaction (I5).
         """
         now = _now()
         queues: set[tuple[str, str]] = set()
-        with self.session() as session:
-            for plan in sorted(plans, key=lambda plan: plan.event_id):
-                row = session.scalar(
-                    select(EventRow).where(EventRow.id == plan.event_id).with_for_update()
-                )
-                if row is None:
-                    raise NotFound(f"event {plan.event_id!r} does not exist")
+        by_id = {plan.event_id: plan for plan in plans}
+        with self._writing() as connection:
+            rows = {
+                row.id: row
+                for row in connection.execute(_LOCK_PLANNED_EVENTS, {"ids": sorted(by_id)})
+            }
+            missing = sorted(by_id.keys() - rows.keys())
+            if missing:
+                raise NotFound(f"event {missing[0]!r} does not exist")
+            writes: list[dict[str, Any]] = []
+            for event_id in sorted(by_id):
+                row, plan = rows[event_id], by_id[event_id]
                 if row.planned or row.status != EventStatus.NEW.value:
                     continue
                 for write in plan.writes:
-                    pending = _write_row(
-                        row, write.gitops_repo, write.env, write.app, ResultStatus.PENDING, now
-                    )
-                    pending.files = json.dumps({n: c.decode() for n, c in write.files.items()})
-                    pending.release = write.release.to_json_text()
-                    pending.kind = write.kind.value
-                    pending.target_sha = write.target_sha
-                    pending.forced = write.forced
-                    session.add(pending)
+                    writes.append(_planned_write_values(row, write, now))
                     queues.add((write.gitops_repo, write.env))
-                for failure in plan.failures:
-                    failed = _write_row(
-                        row,
-                        failure.gitops_repo,
-                        failure.env,
-                        failure.app,
-                        ResultStatus.FAILURE,
-                        now,
+                writes.extend(_failed_write_values(row, failure, now) for failure in plan.failures)
+                if plan.writes:
+                    connection.execute(_MARK_PLANNED, {"event_id": event_id, "now": now})
+                else:
+                    status, desc = _planned_outcome(row, plan.failures)
+                    connection.execute(
+                        _MARK_PLANNED_AND_ENDED,
+                        {"event_id": event_id, "now": now, "new_status": status, "desc": desc},
                     )
-                    failed.status_desc = failure.reason
-                    session.add(failed)
-                row.planned = True
-                row.touched_at = now
-                _add_notices(session, plan.notices)
-                session.flush()
-                _finish_if_done(session, row)
+                _add_notices(connection, plan.notices)
+            if writes:
+                connection.execute(_INSERT_WRITE, writes)
         return sorted(queues)
 
     def queues_of_event(self, event_id: str) -> list[tuple[str, str]]:
@@ -1335,7 +1330,7 @@ class Store:
                     _delete_hold(session, target.gitops_repo, target.env, target.app)
                 if report.hold is not None:
                     session.add(_hold_row(target.gitops_repo, report.hold))
-                _add_notices(session, notices.get(report.write_id, ()))
+                _add_notices(connection, notices.get(report.write_id, ()))
             for event in events:
                 _finish_if_done(session, event)
             if pushed is not None:
@@ -1621,7 +1616,7 @@ class Store:
                     if not own and row.status != FLUX_APPLIED:
                         record(row, status, f"applied with {commit}: {desc}", commit)
             changes = _flux_changes(session, gitops_repo, env, changed, final=final)
-            _add_notices(session, notices(changes))
+            _add_notices(session.connection(), notices(changes))
             return changes
 
     # -- notifications -------------------------------------------------------
@@ -2177,33 +2172,57 @@ def _finish_if_done(session: Session, event: EventRow) -> int:
     return 1
 
 
-def _write_row(
-    event: EventRow,
-    gitops_repo: str,
-    env: str,
-    app: str,
-    status: ResultStatus,
-    now: float,
-) -> GitopsWriteRow:
-    return GitopsWriteRow(
-        event_seq=event.seq,
-        event_id=event.id,
-        gitops_repo=gitops_repo,
-        env=env,
-        app=app,
-        status=status.value,
-        created=now,
-        updated=now,
+def _planned_write_values(event: Any, write: PlannedWrite, now: float) -> dict[str, Any]:
+    """The row of a planned write of `event` (a `_LOCK_PLANNED_EVENTS` row), every column set."""
+    return {
+        **_write_values(event, write.gitops_repo, write.env, write.app, ResultStatus.PENDING, now),
+        "files": json.dumps({name: content.decode() for name, content in write.files.items()}),
+        "release": write.release.to_json_text(),
+        "kind": write.kind.value,
+        "target_sha": write.target_sha,
+        "forced": write.forced,
+    }
+
+
+def _failed_write_values(event: Any, failure: FailedEnvironment, now: float) -> dict[str, Any]:
+    """The row of an environment of `event` (as in `_planned_write_values`) that failed."""
+    values = _write_values(
+        event, failure.gitops_repo, failure.env, failure.app, ResultStatus.FAILURE, now
     )
+    return {**values, "status_desc": failure.reason}
+
+
+def _write_values(
+    event: Any, gitops_repo: str, env: str, app: str, status: ResultStatus, now: float
+) -> dict[str, Any]:
+    """A write row's columns of `event` (as above), every one set: they go in one executemany."""
+    return {
+        "event_seq": event.seq, "event_id": event.id, "gitops_repo": gitops_repo, "env": env,
+        "app": app, "status": status.value, "status_desc": "", "files": "{}", "release": "{}",
+        "commit_sha": "", "base_sha": "", "attempts": 0, "not_before": 0.0, "created": now,
+        "updated": now, "kind": WriteKind.RELEASE.value, "target_sha": "", "forced": False,
+    }  # fmt: skip
+
+
+def _planned_outcome(event: Any, failures: Sequence[FailedEnvironment]) -> tuple[str, str]:
+    """The terminal status and description of an event (as above) planned with nothing to apply."""
+    if failures:
+        reasons = (_named_reason(f.env, f.app, f.reason) for f in failures)
+        return EventStatus.ERROR.value, "; ".join(reasons)
+    return EventStatus.PROCESSED.value, _summary(event, [])
 
 
 def _named(write: GitopsWriteRow) -> str:
+    return _named_reason(write.env, write.app, write.status_desc)
+
+
+def _named_reason(env: str, app: str, reason: str) -> str:
     """`<env>/<app>: <why>`, without repeating a prefix the reason already has."""
-    prefix = f"{write.env}/{write.app}: "
-    return write.status_desc if write.status_desc.startswith(prefix) else prefix + write.status_desc
+    prefix = f"{env}/{app}: "
+    return reason if reason.startswith(prefix) else prefix + reason
 
 
-def _summary(event: EventRow, writes: Sequence[GitopsWriteRow]) -> str:
+def _summary(event: EventRow | Row[Any], writes: Sequence[GitopsWriteRow]) -> str:
     if not writes and event.type in CLEANUP_EVENT_TYPES:
         return (
             f"nothing to clean up: no artifact of {event.repository} on branch {event.branch} "
@@ -2523,6 +2542,29 @@ _CLAIMED_EVENTS = select(
     _E.planned,
 ).where(_E.id.in_(_IDS))  # fmt: skip
 _ARTIFACT_BLOBS = select(ArtifactRow.id, ArtifactRow.blob).where(ArtifactRow.id.in_(_IDS))
+#: The events a batch plans, locked, with what `plan_events` needs to end one.
+_LOCK_PLANNED_EVENTS = (
+    select(_E.id, _E.seq, _E.type, _E.status, _E.planned, _E.repository, _E.branch)
+    .where(_E.id.in_(_IDS))
+    .order_by(_E.id)
+    .with_for_update()
+)
+_MARK_PLANNED = (
+    update(_table(EventRow))
+    .where(_E.id == bindparam("event_id"))
+    .values(planned=True, touched_at=bindparam("now"))
+)
+_MARK_PLANNED_AND_ENDED = (
+    update(_table(EventRow))
+    .where(_E.id == bindparam("event_id"))
+    .values(
+        planned=True,
+        touched_at=bindparam("now"),
+        status=bindparam("new_status"),
+        status_desc=bindparam("desc"),
+    )
+)
+_INSERT_WRITE = insert(_table(GitopsWriteRow))
 #: The writes, locked, with what `finish_writes` needs to place holds.
 _LOCK_WRITES = (
     select(_W.id, _W.event_id, _W.gitops_repo, _W.env, _W.app)
@@ -2766,33 +2808,44 @@ def _pending_delivery(notice_id: str, target: str) -> tuple[ColumnElement[bool],
     )
 
 
-def _add_notices(session: Session, notices: Notices) -> None:
+def _add_notices(connection: Connection, notices: Notices) -> None:
     """Store notices and a pending delivery per target; a notice with no target is dropped."""
     now = _now()
-    for notice, targets in notices:
-        if not targets:
-            continue
-        session.add(
-            NotificationRow(
-                id=notice.id,
-                event_id=notice.event_id[:64],
-                kind=notice.kind.value,
-                env=notice.env[:256],
-                app=notice.app[:256],
-                created=now,
-                notice=notice.model_dump_json(by_alias=True),
-            )
-        )
-        session.flush()
-        session.add_all(
-            DeliveryRow(
-                notification_id=notice.id,
-                target=target,
-                status=DeliveryStatus.PENDING.value,
-                updated=now,
-            )
+    stored = [(notice, targets) for notice, targets in notices if targets]
+    if not stored:
+        return
+    connection.execute(
+        insert(_table(NotificationRow)),
+        [
+            {
+                "id": notice.id,
+                "event_id": notice.event_id[:64],
+                "kind": notice.kind.value,
+                "env": notice.env[:256],
+                "app": notice.app[:256],
+                "created": now,
+                "notice": notice.model_dump_json(by_alias=True),
+            }
+            for notice, _ in stored
+        ],
+    )
+    connection.execute(
+        insert(_table(DeliveryRow)),
+        [
+            {
+                "notification_id": notice.id,
+                "target": target,
+                "status": DeliveryStatus.PENDING.value,
+                "status_desc": "",
+                "attempts": 0,
+                "not_before": 0.0,
+                "leased_until": 0.0,
+                "updated": now,
+            }
+            for notice, targets in stored
             for target in targets
-        )
+        ],
+    )
 
 
 def _flux_changes(
