@@ -1111,18 +1111,16 @@ class Store:
         one whose worker died between two transactions of an older version, or
         any path that left it behind.
         """
-        with self.session() as session:
-            unfinished_writes = select(GitopsWriteRow.id).where(
-                GitopsWriteRow.event_id == EventRow.id, GitopsWriteRow.status.in_(UNFINISHED)
-            )
-            rows = session.scalars(
-                select(EventRow).where(
-                    EventRow.status == EventStatus.NEW.value,
-                    EventRow.planned.is_(True),
+        unfinished_writes = select(_W.id).where(_W.event_id == _E.id, _W.status.in_(UNFINISHED))
+        with self._writing() as connection:
+            rows = connection.execute(
+                select(*_ENDING_EVENT_COLUMNS).where(
+                    _E.status == EventStatus.NEW.value,
+                    _E.planned.is_(True),
                     ~unfinished_writes.exists(),
                 )
             ).all()
-            return sum(_finish_if_done(session, row) for row in rows)
+            return sum(_end_event_if_done(connection, row) for row in rows)
 
     def stale_events(self, *, older_than: float) -> list[str]:
         """Events accepted but not yet planned and untouched since `older_than` (I1, I5).
@@ -1293,18 +1291,8 @@ class Store:
             return set()
         notices = notices or {}
         ids = [report.write_id for report in reports]
-        with self.session() as session:
-            events = session.scalars(
-                select(EventRow)
-                .where(
-                    EventRow.id.in_(
-                        select(GitopsWriteRow.event_id).where(GitopsWriteRow.id.in_(ids))
-                    )
-                )
-                .order_by(EventRow.id)
-                .with_for_update()
-            ).all()
-            connection = session.connection()
+        with self._writing() as connection:
+            events = connection.execute(_LOCK_EVENTS_OF_WRITES, {"ids": ids}).all()
             targets = {row.id: row for row in connection.execute(_LOCK_WRITES, {"ids": ids})}
             missing = sorted(set(ids) - targets.keys())
             if missing:
@@ -1326,15 +1314,15 @@ class Store:
                     continue
                 recorded.add(report.write_id)
                 target = targets[report.write_id]
-                if report.hold is not None or report.lift_hold:
-                    _delete_hold(session, target.gitops_repo, target.env, target.app)
                 if report.hold is not None:
-                    session.add(_hold_row(target.gitops_repo, report.hold))
+                    _replace_hold(connection, target.gitops_repo, report.hold)
+                elif report.lift_hold:
+                    _delete_hold(connection, target.gitops_repo, target.env, target.app)
                 _add_notices(connection, notices.get(report.write_id, ()))
             for event in events:
-                _finish_if_done(session, event)
+                _end_event_if_done(connection, event)
             if pushed is not None:
-                _index_pushed_commits(session, pushed, now)
+                _index_pushed_commits(connection, pushed, now)
             return recorded
 
     def fail_unfinished_writes(self, gitops_repo: str, env: str, reason: str) -> None:
@@ -1420,7 +1408,7 @@ class Store:
                 )
                 if _rowcount(moved) != 1:
                     return False
-            _add_index_entries(session, gitops_repo, entries)
+            _add_index_entries(session.connection(), gitops_repo, entries)
             return True
 
     def history(self, query: HistoryFilter) -> list[HistoryEntry]:
@@ -1589,7 +1577,9 @@ class Store:
                 blank = {"gitops_repo": gitops_repo, "env": env, "sha": sha, "status": "",
                          "status_desc": "", "updated": now, "reported_at": 0.0,
                          "implied_by": ""}  # fmt: skip
-                session.execute(_insert_ignoring_duplicates(session, CommitStatusRow).values(blank))
+                session.execute(
+                    _insert_ignoring_duplicates(session.connection(), CommitStatusRow).values(blank)
+                )
                 row = session.scalar(
                     select(CommitStatusRow)
                     .where(CommitStatusRow.gitops_repo == gitops_repo, CommitStatusRow.env == env,
@@ -1701,9 +1691,8 @@ class Store:
 
     def place_hold(self, gitops_repo: str, hold: Hold) -> None:
         """Hold an app by hand, replacing any hold it has (writes place theirs in finish_writes)."""
-        with self.session() as session:
-            _delete_hold(session, gitops_repo, hold.env, hold.app)
-            session.add(_hold_row(gitops_repo, hold))
+        with self._writing() as connection:
+            _replace_hold(connection, gitops_repo, hold)
 
     def lift_hold(
         self, gitops_repo: str, env: str, app: str, *, audit: AuditEntry | None = None
@@ -1712,7 +1701,7 @@ class Store:
         with self.session() as session:
             found = _holds(session, gitops_repo, env).get((env, app))
             if found is not None:
-                _delete_hold(session, gitops_repo, env, app)
+                _delete_hold(session.connection(), gitops_repo, env, app)
                 _audit(session, audit)
             return found
 
@@ -2152,24 +2141,26 @@ def _claim(row: Any, artifact_blobs: Mapping[str, str]) -> EventClaim | None:
     )
 
 
-def _finish_if_done(session: Session, event: EventRow) -> int:
-    """Give a planned event its terminal status once every write has an outcome (I5)."""
+def _end_event_if_done(connection: Connection, event: Any) -> int:
+    """Give a planned event its terminal status once every write has an outcome (I5).
+
+    `event` has the `_ENDING_EVENT_COLUMNS`; returns 1 when it ended, else 0.
+    """
     if not event.planned or event.status != EventStatus.NEW.value:
         return 0
-    writes = session.scalars(
-        select(GitopsWriteRow).where(GitopsWriteRow.event_id == event.id)
-    ).all()
-    if any(w.status in UNFINISHED for w in writes):
+    writes = connection.execute(_WRITES_OF_EVENT, {"event_id": event.id}).all()
+    if any(write.status in UNFINISHED for write in writes):
         return 0
-    failed = [w for w in writes if w.status == ResultStatus.FAILURE.value]
+    failed = [write for write in writes if write.status == ResultStatus.FAILURE.value]
     if failed:
-        event.status = EventStatus.ERROR.value
-        event.status_desc = "; ".join(_named(w) for w in failed)
+        status = EventStatus.ERROR.value
+        desc = "; ".join(_named_reason(w.env, w.app, w.status_desc) for w in failed)
     else:
-        event.status = EventStatus.PROCESSED.value
-        event.status_desc = _summary(event, writes)
-    event.touched_at = _now()
-    return 1
+        status, desc = EventStatus.PROCESSED.value, _summary(event, writes)
+    ended = connection.execute(
+        _END_EVENT, {"event_id": event.id, "new_status": status, "desc": desc, "now": _now()}
+    )
+    return _rowcount(ended)
 
 
 def _planned_write_values(event: Any, write: PlannedWrite, now: float) -> dict[str, Any]:
@@ -2212,17 +2203,15 @@ def _planned_outcome(event: Any, failures: Sequence[FailedEnvironment]) -> tuple
     return EventStatus.PROCESSED.value, _summary(event, [])
 
 
-def _named(write: GitopsWriteRow) -> str:
-    return _named_reason(write.env, write.app, write.status_desc)
-
-
 def _named_reason(env: str, app: str, reason: str) -> str:
     """`<env>/<app>: <why>`, without repeating a prefix the reason already has."""
     prefix = f"{env}/{app}: "
     return reason if reason.startswith(prefix) else prefix + reason
 
 
-def _summary(event: EventRow | Row[Any], writes: Sequence[GitopsWriteRow]) -> str:
+def _summary(event: Any, writes: Sequence[Any]) -> str:
+    """What an event that ended processed did; `event` and `writes` are rows with the
+    `_ENDING_EVENT_COLUMNS` and `_WRITES_OF_EVENT`'s."""
     if not writes and event.type in CLEANUP_EVENT_TYPES:
         return (
             f"nothing to clean up: no artifact of {event.repository} on branch {event.branch} "
@@ -2333,11 +2322,6 @@ def _table(row_class: type[Base]) -> Table:
     return cast(Table, row_class.__table__)
 
 
-def _dialect_insert(session: Session, table: type[Base]) -> Any:
-    """An INSERT that knows `ON CONFLICT`, in the dialect of the session's database."""
-    return _dialect_insert_for(session.get_bind().dialect.name, table)
-
-
 def _dialect_insert_for(dialect: str, table: type[Base]) -> Any:
     """An INSERT that knows `ON CONFLICT`, in `dialect` (postgresql, or else sqlite)."""
     if dialect == "postgresql":
@@ -2349,22 +2333,24 @@ def _dialect_insert_for(dialect: str, table: type[Base]) -> Any:
     return sqlite_insert(table)
 
 
-def _insert_ignoring_duplicates(session: Session, table: type[Base]) -> Any:
+def _insert_ignoring_duplicates(connection: Connection, table: type[Base]) -> Any:
     """`INSERT ... ON CONFLICT DO NOTHING`: rows already there are kept as they are."""
-    return _dialect_insert(session, table).on_conflict_do_nothing()
+    return _dialect_insert_for(connection.dialect.name, table).on_conflict_do_nothing()
 
 
-def _add_index_entries(session: Session, gitops_repo: str, entries: Sequence[IndexEntry]) -> None:
+def _add_index_entries(
+    connection: Connection, gitops_repo: str, entries: Sequence[IndexEntry]
+) -> None:
     """Insert index entries (each once) and mark the commits their rollbacks reverted."""
     if entries:
-        session.execute(
-            _insert_ignoring_duplicates(session, ReleaseRow),
+        connection.execute(
+            _insert_ignoring_duplicates(connection, ReleaseRow),
             [_release_row_values(gitops_repo, entry) for entry in entries],
         )
     for entry in entries:
         if entry.reverts:
-            session.execute(
-                update(ReleaseRow)
+            connection.execute(
+                update(_table(ReleaseRow))
                 .where(
                     ReleaseRow.gitops_repo == gitops_repo,
                     ReleaseRow.env == entry.env,
@@ -2375,21 +2361,26 @@ def _add_index_entries(session: Session, gitops_repo: str, entries: Sequence[Ind
             )
 
 
-def _index_pushed_commits(session: Session, pushed: PushedCommits, now: float) -> None:
+def _index_pushed_commits(connection: Connection, pushed: PushedCommits, now: float) -> None:
     """Move the release index over a drain's own push, if it stands at the push's base.
 
     When it does not (another writer's commits came first, or a sync is behind
     or ahead), nothing changes: `sync_index` reads the commits from git instead.
     """
-    head = session.scalar(
-        select(IndexHeadRow).where(IndexHeadRow.gitops_repo == pushed.gitops_repo).with_for_update()
-    )
+    head = connection.execute(_LOCK_INDEX_HEAD, {"repo": pushed.gitops_repo}).first()
     if head is None or head.commit_sha != pushed.base:
         return
-    offset = head.position
-    entries = [replace(entry, position=entry.position + offset) for entry in pushed.entries]
-    _add_index_entries(session, pushed.gitops_repo, entries)
-    head.commit_sha, head.position, head.updated = pushed.head, offset + pushed.count, now
+    entries = [replace(entry, position=entry.position + head.position) for entry in pushed.entries]
+    _add_index_entries(connection, pushed.gitops_repo, entries)
+    connection.execute(
+        _MOVE_INDEX_HEAD,
+        {
+            "repo": pushed.gitops_repo,
+            "head": pushed.head,
+            "position": head.position + pushed.count,
+            "now": now,
+        },
+    )
 
 
 def _release_row_values(gitops_repo: str, entry: IndexEntry) -> dict[str, Any]:
@@ -2482,24 +2473,29 @@ def _holds(
     }
 
 
-def _delete_hold(session: Session, gitops_repo: str, env: str, app: str) -> None:
-    session.execute(
-        delete(HoldRow).where(
+def _delete_hold(connection: Connection, gitops_repo: str, env: str, app: str) -> None:
+    connection.execute(
+        delete(_table(HoldRow)).where(
             HoldRow.gitops_repo == gitops_repo, HoldRow.env == env, HoldRow.app == app
         )
     )
 
 
-def _hold_row(gitops_repo: str, hold: Hold) -> HoldRow:
-    return HoldRow(
-        gitops_repo=gitops_repo,
-        env=hold.env,
-        app=hold.app,
-        reason=hold.reason,
-        placed_by=hold.placed_by,
-        event_id=hold.event_id,
-        commit_sha=hold.commit,
-        created=hold.created,
+def _replace_hold(connection: Connection, gitops_repo: str, hold: Hold) -> None:
+    """Place `hold` on its app, replacing any hold the app has."""
+    _delete_hold(connection, gitops_repo, hold.env, hold.app)
+    connection.execute(
+        insert(_table(HoldRow)),
+        {
+            "gitops_repo": gitops_repo,
+            "env": hold.env,
+            "app": hold.app,
+            "reason": hold.reason,
+            "placed_by": hold.placed_by,
+            "event_id": hold.event_id,
+            "commit_sha": hold.commit,
+            "created": hold.created,
+        },
     )
 
 
@@ -2565,6 +2561,37 @@ _MARK_PLANNED_AND_ENDED = (
     )
 )
 _INSERT_WRITE = insert(_table(GitopsWriteRow))
+#: What ending an event needs of it (`_end_event_if_done`), and of its writes.
+_ENDING_EVENT_COLUMNS = (_E.id, _E.type, _E.status, _E.planned, _E.repository, _E.branch)
+_WRITES_OF_EVENT = (
+    select(_W.env, _W.app, _W.status, _W.status_desc)
+    .where(_W.event_id == bindparam("event_id"))
+    .order_by(_W.id)
+)
+_END_EVENT = (
+    update(_table(EventRow))
+    .where(_E.id == bindparam("event_id"), _E.status == EventStatus.NEW.value)
+    .values(
+        status=bindparam("new_status"), status_desc=bindparam("desc"), touched_at=bindparam("now")
+    )
+)
+#: The events of the writes `finish_writes` records, locked before the writes.
+_LOCK_EVENTS_OF_WRITES = (
+    select(*_ENDING_EVENT_COLUMNS)
+    .where(_E.id.in_(select(_W.event_id).where(_W.id.in_(_IDS))))
+    .order_by(_E.id)
+    .with_for_update()
+)
+_LOCK_INDEX_HEAD = (
+    select(IndexHeadRow.commit_sha, IndexHeadRow.position)
+    .where(IndexHeadRow.gitops_repo == bindparam("repo"))
+    .with_for_update()
+)
+_MOVE_INDEX_HEAD = (
+    update(_table(IndexHeadRow))
+    .where(IndexHeadRow.gitops_repo == bindparam("repo"))
+    .values(commit_sha=bindparam("head"), position=bindparam("position"), updated=bindparam("now"))
+)
 #: The writes, locked, with what `finish_writes` needs to place holds.
 _LOCK_WRITES = (
     select(_W.id, _W.event_id, _W.gitops_repo, _W.env, _W.app)
@@ -2721,7 +2748,7 @@ class _HotStatements:
 def _ensure_branch(session: Session, repository: str, branch: str) -> None:
     """Add the row of a branch unless it is there, so conditional updates can decide on it."""
     session.execute(
-        _insert_ignoring_duplicates(session, BranchRow).values(
+        _insert_ignoring_duplicates(session.connection(), BranchRow).values(
             repository=repository, branch=branch, deletion_event_id=""
         )
     )
