@@ -1178,15 +1178,7 @@ class Store:
     def unfinished_writes(self, gitops_repo: str, env: str) -> list[GitopsWrite]:
         """The writes waiting for one environment, in acceptance order (I3)."""
         with self._reading() as connection:
-            rows = connection.execute(
-                select(_table(GitopsWriteRow))
-                .where(
-                    GitopsWriteRow.gitops_repo == gitops_repo,
-                    GitopsWriteRow.env == env,
-                    GitopsWriteRow.status.in_(UNFINISHED),
-                )
-                .order_by(GitopsWriteRow.event_seq, GitopsWriteRow.id)
-            ).all()
+            rows = connection.execute(_UNFINISHED_WRITES, {"repo": gitops_repo, "env": env}).all()
             return [_write_from_row(row) for row in rows]
 
     def has_unfinished_writes(
@@ -1198,30 +1190,20 @@ class Store:
         excluding: Collection[int] = (),
     ) -> bool:
         """Whether a write of the queue, or of its `app`, is unfinished, besides `excluding`."""
+        statement = _ANY_UNFINISHED_WRITE
+        if app is not None:
+            statement = statement.where(_W.app == app)
+        if excluding:
+            statement = statement.where(_W.id.not_in(list(excluding)))
         with self._reading() as connection:
-            statement = select(GitopsWriteRow.id).where(
-                GitopsWriteRow.gitops_repo == gitops_repo,
-                GitopsWriteRow.env == env,
-                GitopsWriteRow.status.in_(UNFINISHED),
-            )
-            if app is not None:
-                statement = statement.where(GitopsWriteRow.app == app)
-            if excluding:
-                statement = statement.where(GitopsWriteRow.id.not_in(list(excluding)))
-            found = connection.scalar(statement.limit(1))
+            found = connection.scalar(statement, {"repo": gitops_repo, "env": env})
         return found is not None
 
     def last_applied_seq(self, gitops_repo: str, env: str, app: str) -> int | None:
         """The acceptance number of the newest event released to env/app, if any."""
-        applied = (ResultStatus.SUCCESS.value, ResultStatus.UNCHANGED.value)
         with self._reading() as connection:
             return connection.scalar(
-                select(func.max(GitopsWriteRow.event_seq)).where(
-                    GitopsWriteRow.gitops_repo == gitops_repo,
-                    GitopsWriteRow.env == env,
-                    GitopsWriteRow.app == app,
-                    GitopsWriteRow.status.in_(applied),
-                )
+                _LAST_APPLIED_SEQ, {"repo": gitops_repo, "env": env, "app": app}
             )
 
     def start_writes(self, write_ids: Collection[int], *, base_sha: str) -> bool:
@@ -1683,7 +1665,8 @@ class Store:
 
     def hold(self, gitops_repo: str, env: str, app: str) -> Hold | None:
         with self._reading() as connection:
-            return _holds(connection, gitops_repo, env).get((env, app))
+            row = connection.execute(_HOLD, {"repo": gitops_repo, "env": env, "app": app}).first()
+        return None if row is None else _hold(row)
 
     def holds(self, gitops_repo: str, env: str | None = None) -> list[Hold]:
         with self.session() as session:
@@ -1746,11 +1729,7 @@ class Store:
 
     def env_lock(self, gitops_repo: str, env: str) -> EnvLock | None:
         with self._reading() as connection:
-            row = connection.execute(
-                select(_table(EnvLockRow)).where(
-                    EnvLockRow.gitops_repo == gitops_repo, EnvLockRow.env == env
-                )
-            ).first()
+            row = connection.execute(_ENV_LOCK, {"repo": gitops_repo, "env": env}).first()
         return None if row is None else _env_lock(row)
 
     def env_locks(self, gitops_repo: str) -> list[EnvLock]:
@@ -2459,18 +2438,20 @@ def _holds(
     statement = select(_table(HoldRow)).where(HoldRow.gitops_repo == gitops_repo)
     if env is not None:
         statement = statement.where(HoldRow.env == env)
-    return {
-        (row.env, row.app): Hold(
-            env=row.env,
-            app=row.app,
-            reason=row.reason,
-            placed_by=row.placed_by,
-            event_id=row.event_id,
-            commit=row.commit_sha,
-            created=row.created,
-        )
-        for row in reader.execute(statement)
-    }
+    return {(row.env, row.app): _hold(row) for row in reader.execute(statement)}
+
+
+def _hold(row: Any) -> Hold:
+    """The hold of a row of the holds table."""
+    return Hold(
+        env=row.env,
+        app=row.app,
+        reason=row.reason,
+        placed_by=row.placed_by,
+        event_id=row.event_id,
+        commit=row.commit_sha,
+        created=row.created,
+    )
 
 
 def _delete_hold(connection: Connection, gitops_repo: str, env: str, app: str) -> None:
@@ -2561,6 +2542,27 @@ _MARK_PLANNED_AND_ENDED = (
     )
 )
 _INSERT_WRITE = insert(_table(GitopsWriteRow))
+#: The drain's reads of a queue (`repo`, `env`), its apps' holds and its environment's lock.
+_QUEUE = (_W.gitops_repo == bindparam("repo"), _W.env == bindparam("env"))
+_UNFINISHED_WRITES = (
+    select(_table(GitopsWriteRow))
+    .where(*_QUEUE, _W.status.in_(UNFINISHED))
+    .order_by(_W.event_seq, _W.id)
+)
+_ANY_UNFINISHED_WRITE = select(_W.id).where(*_QUEUE, _W.status.in_(UNFINISHED)).limit(1)
+_LAST_APPLIED_SEQ = select(func.max(_W.event_seq)).where(
+    *_QUEUE,
+    _W.app == bindparam("app"),
+    _W.status.in_((ResultStatus.SUCCESS.value, ResultStatus.UNCHANGED.value)),
+)
+_HOLD = select(_table(HoldRow)).where(
+    HoldRow.gitops_repo == bindparam("repo"),
+    HoldRow.env == bindparam("env"),
+    HoldRow.app == bindparam("app"),
+)
+_ENV_LOCK = select(_table(EnvLockRow)).where(
+    EnvLockRow.gitops_repo == bindparam("repo"), EnvLockRow.env == bindparam("env")
+)
 #: What ending an event needs of it (`_end_event_if_done`), and of its writes.
 _ENDING_EVENT_COLUMNS = (_E.id, _E.type, _E.status, _E.planned, _E.repository, _E.branch)
 _WRITES_OF_EVENT = (
