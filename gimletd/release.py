@@ -465,10 +465,16 @@ def _attempt_batch(
 
     :raise LockLost: another worker took over the environment; nothing was recorded.
     """
+    progress = _Progress()
     try:
         with metrics.WRITE_SECONDS.time():
             return _apply_batch(
-                store, repo, batch, push_attempts=push_attempts, keep_alive=keep_alive
+                store,
+                repo,
+                batch,
+                push_attempts=push_attempts,
+                keep_alive=keep_alive,
+                progress=progress,
             )
     except LockLost:
         raise
@@ -481,7 +487,13 @@ def _attempt_batch(
                     WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc))
                 )
             else:
-                store.defer_write(write.id, until=time.time() + delay, problem=str(exc))
+                store.defer_write(
+                    write.id,
+                    until=time.time() + delay,
+                    problem=str(exc),
+                    # Started by this attempt, which pushed nothing: as if never started.
+                    unstart=not progress.pushing and not write.started,
+                )
                 metrics.WRITE_RETRIES.inc()
         deferred = WriteDeferred(delay, str(exc)) if len(failed) < len(batch) else None
         given_up = {report.write_id for report in failed}
@@ -499,6 +511,13 @@ def _attempt_batch(
         if deferred is not None:
             deferred.__cause__ = exc
         return _Attempt(failed, deferred=deferred)
+
+
+@dataclass
+class _Progress:
+    """How far an attempt at a batch got: whether it tried a push, which may have landed."""
+
+    pushing: bool = False
 
 
 @dataclass(frozen=True)
@@ -520,6 +539,7 @@ def _apply_batch(
     *,
     push_attempts: int,
     keep_alive: Callable[[], None],
+    progress: _Progress,
 ) -> _Attempt:
     """Commit a batch of writes one after another and push once, re-checking every try.
 
@@ -537,7 +557,8 @@ def _apply_batch(
     previous one.
     """
     keep_alive()
-    base = repo.known_head() or EMPTY_BRANCH
+    # A new clone has seen no head yet: its first fetch gives the base.
+    base = repo.known_head() or repo.fetch() or EMPTY_BRANCH
     if not store.start_writes([w.id for w in batch], base_sha=base):
         names = ", ".join(f"{w.env}/{w.app}" for w in batch)
         raise LockLost(f"a write of {names} was finished by another worker")
@@ -568,6 +589,7 @@ def _apply_batch(
             chained.append((write, planned, commit))
         if chained and tip is not None:
             keep_alive()
+            progress.pushing = True
             try:
                 with metrics.PUSH_SECONDS.time():
                     repo.push(tip, expected=head)
@@ -597,7 +619,8 @@ def _apply_batch(
 def _pushed_commits(repo: GitopsRepository, base: str | None, head: str) -> PushedCommits | None:
     """The index entries of the commits just pushed onto `base`, read from the new objects.
 
-    None when they cannot be read: the release index then reads them from git later.
+    None when they cannot be read, whatever the reason (the push has landed, and its
+    outcomes must be recorded): the release index then reads them from git later.
     """
     try:
         commits = repo.commits_since(head, base)
@@ -608,8 +631,8 @@ def _pushed_commits(repo: GitopsRepository, base: str | None, head: str) -> Push
             for number, commit in enumerate(commits, start=1)
             for entry in index_entries(commit, repo.app_dir_changes(commit), number)
         ]
-    except GitOpsError as exc:
-        log.warning("reading back the commits pushed to %s failed: %s", repo.url, exc)
+    except Exception:
+        log.exception("reading back the commits pushed to %s failed; the index sync will", repo.url)
         return None
     return PushedCommits(repo.url, base or "", head, len(commits), entries)
 

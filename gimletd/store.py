@@ -1032,7 +1032,9 @@ class Store:
         """
         now = _now()
         queues: set[tuple[str, str]] = set()
-        by_id = {plan.event_id: plan for plan in plans}
+        by_id: dict[str, EventPlan] = {}
+        for plan in plans:
+            by_id.setdefault(plan.event_id, plan)  # a repeated event: its first plan
         with self._writing() as connection:
             rows = {
                 row.id: row
@@ -1114,11 +1116,13 @@ class Store:
         unfinished_writes = select(_W.id).where(_W.event_id == _E.id, _W.status.in_(UNFINISHED))
         with self._writing() as connection:
             rows = connection.execute(
-                select(*_ENDING_EVENT_COLUMNS).where(
+                select(*_ENDING_EVENT_COLUMNS)
+                .where(
                     _E.status == EventStatus.NEW.value,
                     _E.planned.is_(True),
                     ~unfinished_writes.exists(),
                 )
+                .order_by(_E.id)  # the order every path takes event rows in
             ).all()
             return sum(_end_event_if_done(connection, row) for row in rows)
 
@@ -1320,12 +1324,17 @@ class Store:
             [WriteReport(row.id, env, row.app, ResultStatus.FAILURE, desc=reason) for row in rows]
         )
 
-    def defer_write(self, write_id: int, *, until: float, problem: str) -> None:
+    def defer_write(
+        self, write_id: int, *, until: float, problem: str, unstart: bool = False
+    ) -> None:
         """Count a failed attempt at a write and keep it waiting until `until`, noting why.
 
-        It goes back to pending (its base stays, so the next attempt still looks for a
-        commit this one may have pushed): `applying` is left only by a worker that died.
+        It goes back to pending. Its base stays, so the next attempt still looks for a
+        commit this one may have pushed, unless `unstart`: the attempt that started it
+        failed before any push, so it is as if never started (a newer policy deploy
+        of its app may supersede it). `applying` is left only by a worker that died.
         """
+        values: dict[str, Any] = {"base_sha": ""} if unstart else {}
         with self.session() as session:
             session.execute(
                 update(GitopsWriteRow)
@@ -1336,6 +1345,7 @@ class Store:
                     not_before=until,
                     status_desc=problem,
                     updated=_now(),
+                    **values,
                 )
             )
 
@@ -1362,15 +1372,16 @@ class Store:
         With `base` None the index of the repository is rebuilt from scratch. Safe to
         run concurrently: entries are inserted only once, and the head moves only
         from the `base` this reading started at (False, with nothing added, when
-        another reader moved it). The head row is taken before the entries are
-        inserted, as `finish_writes` takes it, so the two cannot deadlock on
-        PostgreSQL.
+        another reader moved it). The head row is taken before any entry is
+        deleted or inserted, on every path, so two readers wait for each other on
+        PostgreSQL instead of deadlocking; `finish_writes` skips a head that is
+        taken.
         """
         now = _now()
         with self.session() as session:
             if base is None:
-                session.execute(delete(ReleaseRow).where(ReleaseRow.gitops_repo == gitops_repo))
                 session.execute(delete(IndexHeadRow).where(IndexHeadRow.gitops_repo == gitops_repo))
+                session.execute(delete(ReleaseRow).where(ReleaseRow.gitops_repo == gitops_repo))
                 session.add(
                     IndexHeadRow(
                         gitops_repo=gitops_repo,
@@ -2343,8 +2354,8 @@ def _add_index_entries(
 def _index_pushed_commits(connection: Connection, pushed: PushedCommits, now: float) -> None:
     """Move the release index over a drain's own push, if it stands at the push's base.
 
-    When it does not (another writer's commits came first, or a sync is behind
-    or ahead), nothing changes: `sync_index` reads the commits from git instead.
+    When it does not (another writer's commits came first, or a sync is behind,
+    ahead or busy), nothing changes: `sync_index` reads the commits from git.
     """
     head = connection.execute(_LOCK_INDEX_HEAD, {"repo": pushed.gitops_repo}).first()
     if head is None or head.commit_sha != pushed.base:
@@ -2584,10 +2595,12 @@ _LOCK_EVENTS_OF_WRITES = (
     .order_by(_E.id)
     .with_for_update()
 )
+#: Skips a head another transaction holds (a sync or a rebuild): a drain's record never waits
+#: for the index, which the sync then brings up to date.
 _LOCK_INDEX_HEAD = (
     select(IndexHeadRow.commit_sha, IndexHeadRow.position)
     .where(IndexHeadRow.gitops_repo == bindparam("repo"))
-    .with_for_update()
+    .with_for_update(skip_locked=True)
 )
 _MOVE_INDEX_HEAD = (
     update(_table(IndexHeadRow))

@@ -350,6 +350,7 @@ def test_a_rejected_push_is_redone_on_the_new_head_without_touching_the_database
     database between a fetch and its push, where it would give another writer time to win."""
     from sqlalchemy import event
 
+    seed = gitops.commit_by_hand(gitops_remote, tmp_path / "other", {"x/y": "0\n"}, "seed")
     first = queue_release(store, fixtures_dir, repo, "one", app="a")
     second = queue_release(store, fixtures_dir, repo, "one", app="b")
     fetch, statements = repo.fetch, []
@@ -381,7 +382,59 @@ def test_a_rejected_push_is_redone_on_the_new_head_without_touching_the_database
     assert statements[:first_fetch] == ["UPDATE"], "started once, before the first fetch"
     assert set(statements[first_fetch:last_push]) == {"fetch", "push"}, "no write in between"
     history = gitops.commits(gitops_remote)
-    assert [c.trailers.get("Gimlet-Event") for c in history] == [second, first, None]
+    assert [c.trailers.get("Gimlet-Event") for c in history] == [second, first, None, None]
+    assert history[-1].sha == seed
+    with store.engine.connect() as connection:
+        bases = connection.exec_driver_sql("SELECT DISTINCT base_sha FROM gitops_writes").all()
+    assert bases == [(seed,)], "the head before the first fetch, kept after the rejection"
+
+
+def test_a_write_whose_attempt_pushed_nothing_can_still_be_superseded(
+    store: Store, fixtures_dir: Path, gitops_remote: Path, tmp_path: Path
+) -> None:
+    """Found by review: after an outage the queue must not replay every deploy it holds.
+
+    A write is marked started before the fetch; when the attempt fails before any push,
+    it goes back to never started, so a newer policy deploy of its app supersedes it.
+    """
+    from gimletd.errors import GitOpsError
+
+    gitops.commit_by_hand(gitops_remote, tmp_path / "hand", {"README.md": "hi\n"}, "seed")
+    repo = GitopsRepository(str(gitops_remote), cache_dir=tmp_path / "c", clone_name="t")
+    first = queue_release(store, fixtures_dir, repo, "one")
+
+    def unreachable() -> str | None:
+        raise GitOpsError("cannot fetch: the remote is unreachable")
+
+    fetch, repo.fetch = repo.fetch, unreachable  # type: ignore[method-assign]
+    with pytest.raises(WriteDeferred, match="unreachable"):
+        apply(store, repo)
+    repo.fetch = fetch  # type: ignore[method-assign]
+    [deferred] = store.unfinished_writes(repo.url, "staging")
+    assert (deferred.base_sha, deferred.attempts) == ("", 1)
+    second = queue_release(store, fixtures_dir, repo, "two")
+    retry_delays_pass(store)
+    assert apply(store, repo) == [ResultStatus.SUPERSEDED, ResultStatus.SUCCESS]
+    assert [c.trailers.get("Gimlet-Event") for c in gitops.commits(gitops_remote)] == [second, None]
+    assert store.event(first).results[0].status is ResultStatus.SUPERSEDED
+
+
+def test_a_push_whose_commits_cannot_be_read_back_is_recorded_all_the_same(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Found by review: the index entries are optional; the pushed outcome is not."""
+    import gimletd.release
+
+    event_id = queue_release(store, fixtures_dir, repo, "one")
+
+    def broken(*args: object) -> list[object]:
+        raise ValueError("a bug in reading back")
+
+    monkeypatch.setattr(gimletd.release, "index_entries", broken)
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    [commit] = gitops.commits(gitops_remote)
+    assert store.event(event_id).results[0].hash == commit.sha
 
 
 def test_a_lost_lock_stops_the_queue_without_touching_the_write(

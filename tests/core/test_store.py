@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from gimletd.store import (
     IndexEntry,
     IndexHead,
     PlannedWrite,
+    PushedCommits,
     Store,
     WriteReport,
 )
@@ -471,3 +473,86 @@ def test_the_metrics_snapshot_names_every_queue_that_had_a_write(any_store: Stor
         ("b-repo", "prod"): 1,
     }
     assert queues[("a-repo", "staging")][1] == 0 and queues[("b-repo", "prod")][1] >= 10
+
+
+def test_a_rebuild_of_the_release_index_and_a_reading_beside_it_do_not_deadlock(
+    any_store: Store,
+) -> None:
+    """Found by review: a rebuild took the entries before the head, a reading the head first.
+
+    The rebuild pauses after its first statement; on PostgreSQL the other reading (with a
+    rollback, which marks the entry it reverts) then waits for it, and must not deadlock.
+    """
+    from sqlalchemy import event
+
+    release = Release(app="a", env="e", artifact_id="x", triggered_by="t")
+    first, base, after = "1" * 40, "2" * 40, "3" * 40
+    entry = IndexEntry("e", "a", first, 1, WriteKind.RELEASE, release, 1)
+    any_store.record_index("repo", base=None, head=IndexHead(base, 2), entries=[entry])
+    other = Store(any_store.engine.url.render_as_string(hide_password=False))
+    paused = threading.Event()
+
+    def pause_after_the_first_delete(connection: object, cursor: object, sql: str,
+                                     *args: object) -> None:  # fmt: skip
+        if sql.startswith("DELETE") and not paused.is_set():
+            paused.set()
+            time.sleep(0.5)
+
+    event.listen(any_store.engine, "after_cursor_execute", pause_after_the_first_delete)
+    errors: list[Exception] = []
+
+    def rebuild() -> None:
+        try:
+            any_store.record_index("repo", base=None, head=IndexHead(base, 2), entries=[entry])
+        except Exception as exc:
+            errors.append(exc)
+
+    rebuilding = threading.Thread(target=rebuild)
+    rebuilding.start()
+    try:
+        assert paused.wait(5)
+        rollback = IndexEntry("e", "a", after, 3, WriteKind.ROLLBACK, release, 2, reverts=(first,))
+        moved = other.record_index(
+            "repo", base=IndexHead(base, 2), head=IndexHead(after, 3), entries=[rollback]
+        )
+    finally:
+        rebuilding.join()
+        event.remove(any_store.engine, "after_cursor_execute", pause_after_the_first_delete)
+        other.close()
+    assert errors == []
+    # SQLite runs the reading after the rebuild; PostgreSQL finds the head it waited for
+    # replaced, and leaves the commit to the next sync. Either way, all or nothing.
+    rows = any_store.history(HistoryFilter("repo", "e", kinds=list(WriteKind)))
+    if moved:
+        assert any_store.index_head("repo") == IndexHead(after, 3)
+        assert [(r.kind, r.rolled_back) for r in rows] == [
+            (WriteKind.ROLLBACK, False),
+            (WriteKind.RELEASE, True),
+        ]
+    else:
+        assert any_store.index_head("repo") == IndexHead(base, 2)
+        assert [(r.kind, r.rolled_back) for r in rows] == [(WriteKind.RELEASE, False)]
+
+
+def test_a_push_is_indexed_with_its_record_only_where_the_index_stands(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    _, event = any_store.create_artifact(make_artifact(fixtures_dir), triggered_by="ci")
+    any_store.plan_event(event.id, writes=[planned("e", "a"), planned("e", "b")], failures=[])
+    a, b = any_store.unfinished_writes("repo", "e")
+    any_store.record_index("repo", base=None, head=IndexHead("", 0), entries=[])
+    release = Release(app="a", env="e", artifact_id="x", triggered_by="t")
+
+    def pushed(base: str, head: str, app: str) -> PushedCommits:
+        entry = IndexEntry("e", app, head, 1, WriteKind.RELEASE, release, 1)
+        return PushedCommits("repo", base, head, 1, [entry])
+
+    report = WriteReport(a.id, "e", "a", ResultStatus.SUCCESS, "1" * 40)
+    any_store.finish_writes([report], pushed=pushed("", "1" * 40, "a"))
+    assert any_store.index_head("repo") == IndexHead("1" * 40, 1)
+    elsewhere = WriteReport(b.id, "e", "b", ResultStatus.SUCCESS, "3" * 40)
+    any_store.finish_writes([elsewhere], pushed=pushed("2" * 40, "3" * 40, "b"))
+    assert any_store.index_head("repo") == IndexHead("1" * 40, 1), "not at its base: left"
+    history = any_store.history(HistoryFilter("repo", "e", kinds=list(WriteKind)))
+    assert [(row.app, row.gitops_ref) for row in history] == [("a", "1" * 40)]
+    assert any_store.event(event.id).status is EventStatus.PROCESSED
