@@ -14,10 +14,19 @@ in which case they are checked again once resolved, see `check_dns_label`.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_MAX = 63
@@ -56,10 +65,38 @@ ShortText = Annotated[str, StringConstraints(max_length=4096, pattern=_NO_NUL)]
 LongText = Annotated[str, StringConstraints(max_length=1_048_576, pattern=_NO_NUL)]
 
 
+def finite_json(value: Any) -> Any:
+    """`value`, a JSON value, when every number in it is finite; else ValueError.
+
+    JSON has no NaN or infinity, yet the parser takes `NaN`, `Infinity` and
+    `1e400`; stored, such a number would silently come back as null.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"numbers must be finite, not {item}")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+#: Any JSON value, numbers finite (see `finite_json`).
+JsonValue = Annotated[Any, AfterValidator(finite_json)]
+
+
 class Model(BaseModel):
     """Base of the wire models: unknown fields are kept, so newer clients are not refused."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _unknown_fields_are_json(self) -> Model:
+        if self.model_extra:
+            finite_json(self.model_extra)
+        return self
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form, without fields that were never set or are null."""
@@ -232,7 +269,7 @@ class Manifest(Model):
     deploy: DeployPolicy | None = None
     cleanup: CleanupPolicy | None = None
     chart: Chart | None = None
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, JsonValue] = Field(default_factory=dict)
     strategic_merge_patches: LongText = Field(default="", alias="strategicMergePatches")
     json6902_patches: list[Json6902Patch] = Field(
         default_factory=list, alias="json6902Patches", max_length=MAX_ENTRIES
@@ -270,7 +307,7 @@ class Artifact(Model):
     version: Version = Field(default_factory=Version)
     context: dict[ShortText, LongText] = Field(default_factory=dict, max_length=MAX_ENTRIES)
     environments: list[Manifest] = Field(default_factory=list, max_length=MAX_ENVIRONMENTS)
-    items: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ENTRIES)
+    items: list[dict[str, JsonValue]] = Field(default_factory=list, max_length=MAX_ENTRIES)
 
 
 class Release(Model):

@@ -79,6 +79,10 @@ ARTIFACT_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("a tag with a space", lambda a: a["version"].update(tag="v1 rc"), "version.tag"),
     ("a malformed glob", in_env(lambda e: e.update(deploy={"branch": "[", "event": "push"})),
      "deploy.branch"),
+    # JSON has no such numbers; stored, they would silently come back as null.
+    ("Infinity in an item", lambda a: a.update(items=[{"replicas": float("inf")}]), "finite"),
+    ("NaN in a value", in_env(lambda e: e["values"].update(replicas=float("nan"))), "finite"),
+    ("an unknown field of -Infinity", lambda a: a.update(later=[float("-inf")]), "finite"),
 ]  # fmt: skip
 
 
@@ -106,6 +110,7 @@ def test_hostile_artifacts_are_refused_and_nothing_is_stored(
         (b'{"version": {}, "items": [' + b"[" * 5000 + b"]" * 5000 + b"]}", 400, "recursion"),
         (b"\xff\xfe not utf-8", 400, "not valid JSON"),
         (b"[]", 422, "invalid input"),
+        (b'{"version": {"repositoryName": "a"}, "items": [{"n": 1e400}]}', 422, "finite"),
         (b"", 400, "empty"),
     ],
 )
