@@ -1313,15 +1313,9 @@ class Store:
 
     def fail_unfinished_writes(self, gitops_repo: str, env: str, reason: str) -> None:
         """End every unfinished write of a queue that no worker can apply, with `reason`."""
-        unfinished = select(GitopsWriteRow.id, GitopsWriteRow.app).where(
-            GitopsWriteRow.gitops_repo == gitops_repo,
-            GitopsWriteRow.env == env,
-            GitopsWriteRow.status.in_(UNFINISHED),
-        )
-        with self._reading() as connection:
-            rows = connection.execute(unfinished).all()
+        writes = self.unfinished_writes(gitops_repo, env)
         self.finish_writes(
-            [WriteReport(row.id, env, row.app, ResultStatus.FAILURE, desc=reason) for row in rows]
+            [WriteReport(w.id, env, w.app, ResultStatus.FAILURE, desc=reason) for w in writes]
         )
 
     def defer_write(
@@ -1676,8 +1670,7 @@ class Store:
 
     def hold(self, gitops_repo: str, env: str, app: str) -> Hold | None:
         with self._reading() as connection:
-            row = connection.execute(_HOLD, {"repo": gitops_repo, "env": env, "app": app}).first()
-        return None if row is None else _hold(row)
+            return _find_hold(connection, gitops_repo, env, app)
 
     def holds(self, gitops_repo: str, env: str | None = None) -> list[Hold]:
         with self.session() as session:
@@ -1693,7 +1686,7 @@ class Store:
     ) -> Hold | None:
         """Remove the hold on env/app; returns it, or None when there was none."""
         with self.session() as session:
-            found = _holds(session, gitops_repo, env).get((env, app))
+            found = _find_hold(session.connection(), gitops_repo, env, app)
             if found is not None:
                 _delete_hold(session.connection(), gitops_repo, env, app)
                 _audit(session, audit)
@@ -2452,6 +2445,12 @@ def _holds(
     return {(row.env, row.app): _hold(row) for row in reader.execute(statement)}
 
 
+def _find_hold(connection: Connection, gitops_repo: str, env: str, app: str) -> Hold | None:
+    """The hold on env/app, if any."""
+    row = connection.execute(_HOLD, {"repo": gitops_repo, "env": env, "app": app}).first()
+    return None if row is None else _hold(row)
+
+
 def _hold(row: Any) -> Hold:
     """The hold of a row of the holds table."""
     return Hold(
@@ -2508,10 +2507,12 @@ _NEXT_REPO = (
     .order_by(_W.gitops_repo)
     .limit(1)
 )
-#: The writes one queue has not applied yet, and when the oldest was planned.
-_PENDING_IN_QUEUE = select(func.count(), func.min(_W.created)).where(
+#: The writes one queue (`repo`, `env`) has not applied yet.
+_UNFINISHED_IN_QUEUE = (
     _W.gitops_repo == bindparam("repo"), _W.env == bindparam("env"), _W.status.in_(UNFINISHED)
-)
+)  # fmt: skip
+#: How many, and when the oldest was planned.
+_PENDING_IN_QUEUE = select(func.count(), func.min(_W.created)).where(*_UNFINISHED_IN_QUEUE)
 
 #: The statements of `claim_events`, `start_writes` and `finish_writes`, built once: on the
 #: workers' path, building and compiling a statement, and the ORM's handling of an UPDATE, cost
@@ -2530,12 +2531,11 @@ _CLAIMED_EVENTS = select(
     _E.planned,
 ).where(_E.id.in_(_IDS))  # fmt: skip
 _ARTIFACT_BLOBS = select(ArtifactRow.id, ArtifactRow.blob).where(ArtifactRow.id.in_(_IDS))
-#: The events a batch plans, locked, with what `plan_events` needs to end one.
+#: What ending an event needs of it (`_end_event_if_done`, `_planned_outcome`).
+_ENDING_EVENT_COLUMNS = (_E.id, _E.type, _E.status, _E.planned, _E.repository, _E.branch)
+#: The events a batch plans, locked, with what `plan_events` needs to write and end them.
 _LOCK_PLANNED_EVENTS = (
-    select(_E.id, _E.seq, _E.type, _E.status, _E.planned, _E.repository, _E.branch)
-    .where(_E.id.in_(_IDS))
-    .order_by(_E.id)
-    .with_for_update()
+    select(*_ENDING_EVENT_COLUMNS, _E.seq).where(_E.id.in_(_IDS)).order_by(_E.id).with_for_update()
 )
 _MARK_PLANNED = (
     update(_table(EventRow))
@@ -2554,15 +2554,13 @@ _MARK_PLANNED_AND_ENDED = (
 )
 _INSERT_WRITE = insert(_table(GitopsWriteRow))
 #: The drain's reads of a queue (`repo`, `env`), its apps' holds and its environment's lock.
-_QUEUE = (_W.gitops_repo == bindparam("repo"), _W.env == bindparam("env"))
 _UNFINISHED_WRITES = (
-    select(_table(GitopsWriteRow))
-    .where(*_QUEUE, _W.status.in_(UNFINISHED))
-    .order_by(_W.event_seq, _W.id)
+    select(_table(GitopsWriteRow)).where(*_UNFINISHED_IN_QUEUE).order_by(_W.event_seq, _W.id)
 )
-_ANY_UNFINISHED_WRITE = select(_W.id).where(*_QUEUE, _W.status.in_(UNFINISHED)).limit(1)
+_ANY_UNFINISHED_WRITE = select(_W.id).where(*_UNFINISHED_IN_QUEUE).limit(1)
 _LAST_APPLIED_SEQ = select(func.max(_W.event_seq)).where(
-    *_QUEUE,
+    _W.gitops_repo == bindparam("repo"),
+    _W.env == bindparam("env"),
     _W.app == bindparam("app"),
     _W.status.in_((ResultStatus.SUCCESS.value, ResultStatus.UNCHANGED.value)),
 )
@@ -2574,8 +2572,7 @@ _HOLD = select(_table(HoldRow)).where(
 _ENV_LOCK = select(_table(EnvLockRow)).where(
     EnvLockRow.gitops_repo == bindparam("repo"), EnvLockRow.env == bindparam("env")
 )
-#: What ending an event needs of it (`_end_event_if_done`), and of its writes.
-_ENDING_EVENT_COLUMNS = (_E.id, _E.type, _E.status, _E.planned, _E.repository, _E.branch)
+#: What ending an event needs of its writes.
 _WRITES_OF_EVENT = (
     select(_W.env, _W.app, _W.status, _W.status_desc)
     .where(_W.event_id == bindparam("event_id"))
