@@ -34,6 +34,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BRANCH = "main"
 #: How far back a redelivered write looks for its own commit when its base is unknown.
 MAX_SEARCH_DEPTH = 500
+#: The file in a repository on disk that GimletD's writers lock around git's ref lock.
+WRITERS_LOCK = "gimletd-writers.lock"
+#: Seconds after which a ref lock file found under WRITERS_LOCK is taken for a dead writer's.
+STALE_REF_LOCK = 10.0
 
 
 class WriteOutcome(enum.Enum):
@@ -403,10 +408,23 @@ class GitopsRepository:
             self._repo.references.create(self._tracking_ref, pygit2.Oid(hex=commit), force=True)
 
     def _move_branch(self, commit: str, *, expected: str | None) -> None:
-        """Compare-and-swap the branch of a remote on disk, under git's ref lock."""
+        """Compare-and-swap the branch of a remote on disk, under git's ref lock.
+
+        Git's ref lock is a file, `<ref>.lock`, which a writer killed while holding it
+        leaves behind, and every later push would be refused. GimletD's writers take
+        an OS lock on the repository around the ref lock (released by the kernel
+        when its holder dies), so one that finds a ref lock file while holding it
+        knows no GimletD writer is using it, and removes it once it is older than
+        STALE_REF_LOCK (a git process holds a ref lock for milliseconds).
+        """
         ref = self._branch_ref
         self._require_local_remote()
-        with self._git_errors("move the branch of"), self._repo.transaction() as transaction:
+        with (
+            self._git_errors("move the branch of"),
+            _writers_lock(self.path),
+            self._repo.transaction() as transaction,
+        ):
+            _remove_stale_lock(self.path / f"{ref}.lock")
             try:
                 transaction.lock_ref(ref)
             except pygit2.GitError as exc:
@@ -570,6 +588,25 @@ def _is_rejection(message: str) -> bool:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "default"
+
+
+@contextlib.contextmanager
+def _writers_lock(repo_path: Path) -> Iterator[None]:
+    """Hold the OS lock GimletD's writers take on a repository on disk around its ref lock."""
+    with open(repo_path / WRITERS_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, or when the process dies
+        yield
+
+
+def _remove_stale_lock(lock: Path) -> None:
+    """Remove git's lock file `lock` when it is older than STALE_REF_LOCK: its writer died."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_REF_LOCK:
+        log.warning("removing %s, left %.0fs ago by a writer that died holding it", lock, age)
+        lock.unlink(missing_ok=True)
 
 
 def _own_clone(directory: Path, name: str) -> tuple[Path, IO[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -182,6 +183,28 @@ def test_a_blob_the_base_tree_holds_is_reused_and_any_other_written_to_refresh_i
     assert loose(files["service.yaml"]).stat().st_mtime == 1_000_000_000, "reused as it was"
     assert loose(orphan).stat().st_mtime > 1_000_000_000, "written again: refreshed"
     assert git(gitops_remote, "show", "main:staging/web/deployment.yaml") == "image: two\n"
+
+
+def test_a_ref_lock_left_by_a_writer_that_died_is_removed_and_a_live_one_respected(
+    gitops_remote: Path, tmp_path: Path
+) -> None:
+    """Found by the resilience suite: a worker killed inside the ref transaction left
+    `refs/heads/main.lock`, and every later push was refused until writes were given up."""
+    from gimletd.gitops import repository
+
+    repo = open_repo(f"file://{gitops_remote}", tmp_path)
+    first = repo.write(change(content=b"a: 1\n"), "one", head=repo.fetch())
+    lock = gitops_remote / "refs" / "heads" / "main.lock"
+    lock.write_text(first.commit + "\n")  # a writer busy with the branch right now
+    with pytest.raises(PushRejected, match="being updated"):
+        repo.write(change(content=b"a: 2\n"), "two", head=first.commit)
+    assert lock.exists(), "a fresh lock is another writer's: left alone"
+    dead = time.time() - repository.STALE_REF_LOCK - 1
+    os.utime(lock, (dead, dead))
+    second = repo.write(change(content=b"a: 2\n"), "two", head=first.commit)
+    assert not lock.exists()
+    assert git(gitops_remote, "rev-parse", "main").strip() == second.commit
+    git(gitops_remote, "fsck", "--strict")
 
 
 def test_an_unreachable_remote_is_a_gitops_error_naming_it_at_first_use(tmp_path: Path) -> None:
