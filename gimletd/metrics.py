@@ -3,7 +3,7 @@
 Two kinds, so every figure is right whatever process serves `/metrics`:
 
 - **Measured** in the worker processes (GitOps write and push latency, push
-  rejections, writes retried, failed notification attempts): prometheus-client
+  rejections, writes retried, object upkeep, failed notification attempts): prometheus-client
   in multiprocess mode, each process writing into the directory
   `PROMETHEUS_MULTIPROC_DIR` names (`Settings.metrics_dir`, set by the worker
   before this module is imported), summed at scrape time.
@@ -60,6 +60,11 @@ PUSH_REJECTIONS = Counter(
 WRITE_RETRIES = Counter(
     "gimletd_gitops_write_retries",
     "GitOps writes that failed (remote unreachable, push refused too often) and wait to retry.",
+)
+UPKEEP_SECONDS = Histogram(
+    "gimletd_gitops_upkeep_seconds",
+    "Time of one `git gc --auto` in a GitOps repository on disk or a worker's clone of one.",
+    buckets=_LATENCY_BUCKETS,
 )
 NOTIFICATION_FAILURES = Counter(
     "gimletd_notification_failures",

@@ -9,7 +9,9 @@ from celery import Task
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-from gimletd.errors import LockLost, WriteDeferred
+from gimletd import metrics
+from gimletd.errors import GitOpsError, LockLost, WriteDeferred
+from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.release import apply_queue
 from workers import context
@@ -94,6 +96,8 @@ def drain_queue(gitops_repo: str, env: str, *, index: bool = True) -> Drained:
         _release(lock, env)
     if result.reports and index:
         index_repository(gitops_repo)
+    if result.reports:
+        keep_packed(repo)
     if store.has_unfinished_writes(gitops_repo, env, excluding=result.waiting):
         drain.delay(gitops_repo, env)
         return Drained.MORE
@@ -111,6 +115,21 @@ def index_repository(gitops_repo: str) -> None:
         sync_index(context.store(), repo, repo.known_head())
     except Exception:
         log.exception("indexing %s after a write failed; the periodic sync will", repo.url)
+
+
+def keep_packed(repo: GitopsRepository) -> None:
+    """Pack the repository's objects when git would (`git gc --auto`), outside any lock.
+
+    Only logged when it fails: the writes are recorded, and the next look tries again.
+    """
+    try:
+        if not repo.upkeep_due():
+            return
+        log.info("packing the objects of %s (git gc --auto)", repo.path)
+        with metrics.UPKEEP_SECONDS.time():
+            repo.upkeep()
+    except GitOpsError:
+        log.exception("packing the objects of %s failed", repo.path)
 
 
 def _renew(lock: Lock, env: str) -> None:

@@ -7,6 +7,7 @@ import logging
 from gimletd.history import sync_index
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
+from workers.gitops import keep_packed
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ def sync() -> dict[str, int]:
             added[url] = sync_index(context.store(), repo, repo.fetch())
         except Exception:
             log.exception("indexing %s failed; the next sync tries again", url)
+            continue
+        keep_packed(repo)  # each fetch that brought objects left a pack in the clone
     if any(added.values()):
         log.info("release index: %s", ", ".join(f"{n} new in {u}" for u, n in added.items() if n))
     return added

@@ -34,6 +34,8 @@ import hashlib
 import logging
 import os
 import re
+import shutil
+import subprocess
 import time
 import uuid
 import weakref
@@ -56,6 +58,17 @@ MAX_SEARCH_DEPTH = 500
 WRITERS_LOCK = "gimletd-writers.lock"
 #: Seconds after which a ref lock file found under WRITERS_LOCK is taken for a dead writer's.
 STALE_REF_LOCK = 10.0
+#: git's defaults for `gc --auto`; a repository's own `gc.auto` and `gc.autoPackLimit` win.
+GC_AUTO = 6700
+GC_AUTO_PACK_LIMIT = 50
+#: Seconds a process waits before it looks again whether a repository needs upkeep.
+LOOK_PAUSE = 5.0
+#: Seconds before the next look after an upkeep that failed (git missing, or in error).
+FAILED_UPKEEP_PAUSE = 300.0
+#: Seconds before loose objects are looked at again when gc could not pack them.
+LOOSE_UPKEEP_PAUSE = 24 * 3600.0
+#: Longest a `git gc` may run; stopped, it leaves the repository as it was.
+GC_TIMEOUT = 900.0
 
 
 class WriteOutcome(enum.Enum):
@@ -172,6 +185,9 @@ class GitopsRepository:
         self._local_remote = _local_path(url)
         self._configured_branch = branch
         self._owner_lock: IO[str] | None = None
+        # time.monotonic() before which upkeep is not looked at, and loose objects not counted
+        self._upkeep_after = 0.0
+        self._loose_upkeep_after = 0.0
         if self._local_remote is not None:
             self.path = self._local_remote
         else:
@@ -503,6 +519,72 @@ class GitopsRepository:
             present.add(blob)
         return blob
 
+    # -- upkeep ----------------------------------------------------------------
+
+    def upkeep_due(self) -> bool:
+        """Whether `git gc --auto` would pack the objects now, by git's own rule.
+
+        Every release adds loose objects, and every fetch into a clone of a
+        network remote adds a pack (libgit2 keeps each fetch's pack as it came).
+        Left alone both pile up, and every object lookup gets slower with each
+        pack (bench/upkeep.py measures a write's cost as the packs pile up).
+        A look costs two directory listings, so the next waits LOOK_PAUSE. When
+        several workers share a repository on disk, the first to run gc holds
+        git's gc.pid lock; the others' runs end at once and look again later.
+        """
+        now = time.monotonic()
+        if now < self._upkeep_after:
+            return False
+        self._upkeep_after = now + LOOK_PAUSE
+        limits = self._gc_limits()
+        if limits.loose <= 0:  # git's way to turn automatic packing off
+            return False
+        objects = self.path / "objects"
+        if _too_many_packs(objects, limits.packs):
+            return True
+        return now >= self._loose_upkeep_after and _too_many_loose(objects, limits.loose)
+
+    def upkeep(self) -> None:
+        """Pack the objects with `git gc --auto`, as git does after every push it receives.
+
+        Safe beside other writers: git takes its own locks and keeps unreachable
+        objects younger than two weeks, so a commit being built keeps its objects.
+        Afterwards this process lets go of the pack files gc removed.
+
+        :raise GitOpsError: git is missing, failed, or ran longer than GC_TIMEOUT.
+        """
+        self._upkeep_after = time.monotonic() + FAILED_UPKEEP_PAUSE
+        git = shutil.which("git")
+        if git is None:
+            raise GitOpsError(f"cannot pack the objects of {self.path}: git is not installed")
+        command = [git, "--git-dir", str(self.path), "-c", "gc.autoDetach=false",
+                   "gc", "--auto", "--quiet"]  # fmt: skip
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=GC_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise GitOpsError(f"git gc in {self.path} ran longer than {GC_TIMEOUT:.0f}s") from exc
+        finally:
+            self._repo.free()  # reopened on next use, with the packs there are now
+        if done.returncode != 0:
+            problem = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+            raise GitOpsError(f"git gc in {self.path} failed: {problem[0]}")
+        self._upkeep_after = time.monotonic() + LOOK_PAUSE
+        if (self.path / "gc.pid").exists():
+            return  # another process's gc is running (git's lock): its result is yet to come
+        if _too_many_loose(self.path / "objects", self._gc_limits().loose):
+            # What gc left loose is unreachable (pushes that lost a race) and younger than
+            # git's two weeks. Packing cannot lower it: git stops its automatic gc for a
+            # day then, and so does this process, for loose objects.
+            self._loose_upkeep_after = time.monotonic() + LOOSE_UPKEEP_PAUSE
+
+    def _gc_limits(self) -> _GcLimits:
+        with self._git_errors("read the config of"):
+            config = self._repo.config
+            return _GcLimits(
+                loose=_config_int(config, "gc.auto", GC_AUTO),
+                packs=_config_int(config, "gc.autoPackLimit", GC_AUTO_PACK_LIMIT),
+            )
+
     # -- plumbing --------------------------------------------------------------
 
     @property
@@ -561,6 +643,46 @@ def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> py
         return None
     sub = repo[entry.id]
     return sub if isinstance(sub, pygit2.Tree) else None
+
+
+_LOOSE_OBJECT = re.compile(r"[0-9a-f]{38}")
+
+
+@dataclass(frozen=True)
+class _GcLimits:
+    """`gc.auto` (loose objects) and `gc.autoPackLimit`: above either, `gc --auto` packs."""
+
+    loose: int
+    packs: int
+
+
+def _too_many_packs(objects: Path, limit: int) -> bool:
+    """More packs than `limit` (0 or less: no limit), not counting those kept by a `.keep`."""
+    if limit <= 0:
+        return False
+    names = _names_in(objects / "pack")
+    packs = {name.removesuffix(".pack") for name in names if name.endswith(".pack")}
+    kept = {name.removesuffix(".keep") for name in names if name.endswith(".keep")}
+    return len(packs - kept) > limit
+
+
+def _too_many_loose(objects: Path, limit: int) -> bool:
+    """More loose objects than `limit`, estimated as git does from one fan-out directory."""
+    loose = sum(1 for name in _names_in(objects / "17") if _LOOSE_OBJECT.fullmatch(name))
+    return loose > -(-limit // 256)
+
+
+def _config_int(config: pygit2.Config, key: str, default: int) -> int:
+    """An integer setting of git's config (`10k` and the like included), else `default`."""
+    return config.get_int(key) if key in config else default
+
+
+def _names_in(directory: Path) -> list[str]:
+    """The names in `directory`, none when it does not exist."""
+    try:
+        return os.listdir(directory)
+    except FileNotFoundError:
+        return []
 
 
 def _local_path(url: str) -> Path | None:

@@ -1,0 +1,193 @@
+"""Upkeep of the object stores GimletD writes to: `git gc --auto` where git would run it.
+
+A network remote's clone gains a pack with every fetch that brings objects, and a
+remote on disk gains loose objects with every release; both are packed by git's own
+rule (`gc.auto`, `gc.autoPackLimit`), which the tests set low to reach it quickly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pygit2
+import pytest
+
+from gimletd.errors import GitOpsError
+from gimletd.gitops import repository
+from gimletd.gitops.repository import GitopsRepository
+from tests.core.gitops.test_repository import change, git, open_repo
+from tests.support.gitdaemon import Remote
+
+
+@pytest.fixture(autouse=True)
+def look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No pause between looks, so each test sees every look's answer."""
+    monkeypatch.setattr(repository, "LOOK_PAUSE", 0.0)
+    monkeypatch.setattr(repository, "FAILED_UPKEEP_PAUSE", 0.0)
+
+
+def packs(repo: Path) -> int:
+    return len(list((repo / "objects" / "pack").glob("*.pack")))
+
+
+def loose_in_17(repo: Path) -> int:
+    """The loose objects in the fan-out directory git counts from."""
+    return len(list((repo / "objects" / "17").glob("*")))
+
+
+def release(repo: GitopsRepository, content: bytes, app: str = "frontend") -> str:
+    result = repo.write(change(app=app, content=content), f"release {content!r}", head=repo.fetch())
+    return result.commit
+
+
+def contents_whose_blob_is_in_17(count: int) -> list[bytes]:
+    """File contents whose blob ids start with 17, so their objects land in objects/17."""
+    found = []
+    for n in itertools.count():
+        content = f"image: app:{n}\n".encode()
+        if str(pygit2.hash(content)).startswith("17"):
+            found.append(content)
+            if len(found) == count:
+                return found
+    raise AssertionError("unreachable")
+
+
+def deleted_files_held(repo: Path) -> list[str]:
+    """Files under `repo` this process still holds open although they were removed."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(repo)) and target.endswith(" (deleted)"):
+                held.append(target)
+    return held
+
+
+def fsck(repo: Path) -> None:
+    done = subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_packs_fetches_leave_in_a_network_clone_are_packed_into_one(
+    git_daemon: Remote, tmp_path: Path
+) -> None:
+    ours, theirs = open_repo(git_daemon, tmp_path, "w0"), open_repo(git_daemon, tmp_path, "w1")
+    release(ours, b"a: 0\n")
+    git(ours.path, "config", "gc.autoPackLimit", "4")
+    for n in range(1, 6):  # each fetch brings the other worker's commit: a pack each
+        release(theirs, f"a: {n}\n".encode())
+        ours.fetch()
+    assert packs(ours.path) >= 5
+    assert ours.upkeep_due()
+
+    ours.upkeep()
+
+    assert packs(ours.path) == 1
+    assert deleted_files_held(ours.path) == []  # the packs gc removed are let go
+    assert not ours.upkeep_due()
+    last = release(ours, b"a: 6\n")  # the reopened repository writes on the fetched head
+    assert git(git_daemon.bare, "rev-parse", "main").strip() == last
+    assert git(git_daemon.bare, "rev-list", "--count", "main").strip() == "7"
+    fsck(ours.path)
+
+
+def test_loose_objects_on_a_remote_on_disk_are_packed_while_another_writer_goes_on(
+    gitops_remote: Path, tmp_path: Path
+) -> None:
+    ours, other = open_repo(str(gitops_remote), tmp_path), open_repo(str(gitops_remote), tmp_path)
+    release(ours, b"a: 0\n")
+    release(other, b"b: 0\n", app="backend")  # another process, with the repository open
+    git(gitops_remote, "config", "gc.auto", "1")  # over 1 loose object in objects/17: pack
+    assert not ours.upkeep_due()
+    for content in contents_whose_blob_is_in_17(2):
+        release(ours, content)
+    assert loose_in_17(gitops_remote) >= 2
+    assert ours.upkeep_due()
+
+    ours.upkeep()
+
+    assert loose_in_17(gitops_remote) == 0  # reachable, so packed
+    assert packs(gitops_remote) == 1
+    release(other, b"b: 1\n", app="backend")  # its old handles read what gc packed
+    assert set(git(gitops_remote, "ls-tree", "--name-only", "main", "staging/").split()) == {
+        "staging/backend",
+        "staging/frontend",
+        "staging/release.json",
+    }
+    assert git(gitops_remote, "rev-list", "--count", "main").strip() == "5"
+    fsck(gitops_remote)
+
+
+def test_unreachable_loose_objects_gc_must_keep_pause_the_loose_rule_but_not_the_pack_rule(
+    gitops_remote: Path, tmp_path: Path
+) -> None:
+    ours = open_repo(str(gitops_remote), tmp_path)
+    release(ours, b"a: 0\n")
+    git(gitops_remote, "config", "gc.auto", "1")
+    raw = pygit2.Repository(str(gitops_remote))
+    for content in contents_whose_blob_is_in_17(2):
+        raw.create_blob(content)  # as a push that lost its race leaves them: unreachable
+    assert ours.upkeep_due()
+
+    ours.upkeep()
+
+    # Younger than git's two weeks, so gc keeps them loose: looking again would run
+    # gc after every drain for nothing.
+    assert loose_in_17(gitops_remote) == 2
+    assert not ours.upkeep_due()
+    # Packs still count: two more than the limit allows.
+    for n in (1, 2):
+        release(ours, f"a: {n}\n".encode())
+        git(gitops_remote, "repack", "-d", "-q")
+    git(gitops_remote, "config", "gc.autoPackLimit", "2")
+    assert packs(gitops_remote) == 3
+    assert ours.upkeep_due()
+    ours.upkeep()
+    assert packs(gitops_remote) == 1
+    fsck(gitops_remote)
+
+
+def test_gc_auto_0_turns_upkeep_off_as_it_does_for_git(git_daemon: Remote, tmp_path: Path) -> None:
+    ours, theirs = open_repo(git_daemon, tmp_path, "w0"), open_repo(git_daemon, tmp_path, "w1")
+    release(ours, b"a: 0\n")
+    git(ours.path, "config", "gc.autoPackLimit", "1")
+    git(ours.path, "config", "gc.auto", "0")
+    for n in range(1, 4):
+        release(theirs, f"a: {n}\n".encode())
+        ours.fetch()
+    assert packs(ours.path) >= 3
+    assert not ours.upkeep_due()
+
+
+def test_a_look_is_not_repeated_within_the_pause(
+    git_daemon: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository, "LOOK_PAUSE", 3600.0)
+    ours, theirs = open_repo(git_daemon, tmp_path, "w0"), open_repo(git_daemon, tmp_path, "w1")
+    release(ours, b"a: 0\n")
+    git(ours.path, "config", "gc.autoPackLimit", "1")
+    assert not ours.upkeep_due()  # one pack: nothing to do, and no look for an hour
+    for n in range(1, 4):
+        release(theirs, f"a: {n}\n".encode())
+        ours.fetch()
+    assert not ours.upkeep_due()
+    an_hour_later = time.monotonic() + 3601
+    monkeypatch.setattr(repository, "time", SimpleNamespace(monotonic=lambda: an_hour_later))
+    assert ours.upkeep_due()
+
+
+def test_without_git_upkeep_is_an_error_that_says_so(
+    gitops_remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = open_repo(str(gitops_remote), tmp_path)
+    release(ours, b"a: 0\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    with pytest.raises(GitOpsError, match="git is not installed"):
+        ours.upkeep()
