@@ -31,13 +31,9 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +41,7 @@ from typing import Any
 from reporting import ratio, save_result, source_version  # beside this file
 
 from gimletd.gitops.repository import AppChange, GitopsRepository, init_bare
+from tests.support.gitdaemon import served_by_git_daemon
 
 
 @dataclass
@@ -81,32 +78,6 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-@contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """Serve the bare repositories in `base` over the git protocol; yields the URL prefix."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
-         f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("git daemon did not start")
-            time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=10)
-
-
 def write_release(repo: GitopsRepository, number: int) -> None:
     """Fetch, commit one release of `app-{number % 7}` in `env-{number % 10}`, push."""
     files = {
@@ -124,7 +95,7 @@ def write_release(repo: GitopsRepository, number: int) -> None:
 def measure(work: Path, rounds: int, checkpoints: Sequence[int]) -> list[Clone]:
     base = work / "served"
     init_bare(base / "gitops.git")
-    with git_daemon(base) as server:
+    with served_by_git_daemon(base) as server:
         url = f"{server}/gitops.git"
 
         def clone(name: str) -> GitopsRepository:

@@ -6,6 +6,7 @@ get the same server-side compare-and-swap as on GitHub or GitLab.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -35,6 +36,36 @@ def _free_port() -> int:
         return port
 
 
+@contextlib.contextmanager
+def served_by_git_daemon(base: Path) -> Iterator[str]:
+    """Serve the bare repositories in `base` over the git protocol, pushes enabled.
+
+    Yields the URL prefix, `git://127.0.0.1:<port>`; bench/upkeep.py uses it too.
+
+    :raise RuntimeError: the daemon did not start within 10 seconds.
+    """
+    port = _free_port()
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
+         "--informative-errors", f"--base-path={base}", "--listen=127.0.0.1",
+         f"--port={port}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("git daemon did not start")
+            time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
 @pytest.fixture
 def git_daemon(tmp_path: Path) -> Iterator[Remote]:
     """A bare repository served by `git daemon` with pushes enabled."""
@@ -43,24 +74,8 @@ def git_daemon(tmp_path: Path) -> Iterator[Remote]:
     base = tmp_path / "served"
     bare = base / "gitops.git"
     init_bare(bare)
-    port = _free_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
-         "--informative-errors", f"--base-path={base}", "--listen=127.0.0.1",
-         f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if daemon.poll() is not None or time.monotonic() > deadline:
-            pytest.fail("git daemon did not start")
-        time.sleep(0.05)
-    yield Remote(f"git://127.0.0.1:{port}/gitops.git", bare)
-    daemon.terminate()
-    daemon.wait(timeout=10)
+    with served_by_git_daemon(base) as server:
+        yield Remote(f"{server}/gitops.git", bare)
 
 
 @pytest.fixture(params=["path", "git-daemon", "http-token"])
