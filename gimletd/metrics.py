@@ -63,7 +63,8 @@ WRITE_RETRIES = Counter(
 )
 UPKEEP_SECONDS = Histogram(
     "gimletd_gitops_upkeep_seconds",
-    "Time of one `git gc --auto` in a GitOps repository on disk or a worker's clone of one.",
+    "Time of one `git gc --auto` in a GitOps repository on disk or a worker's clone of one, "
+    "run when git's thresholds were passed (git may still find nothing to do).",
     buckets=_LATENCY_BUCKETS,
 )
 NOTIFICATION_FAILURES = Counter(

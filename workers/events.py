@@ -27,7 +27,7 @@ from gimletd.release import Plan, Target, failure_notices, plan_artifact, plan_o
 from gimletd.store import EventClaim, EventPlan, Store
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
-from workers.gitops import drain, drain_queue, index_repository, queue_drains
+from workers.gitops import drain, drain_queue, index_repository, keep_packed, queue_drains
 from workers.notify import notice_targets, send_deliveries, send_notices
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ def process(self: Task, event_id: str) -> None:
         raise
     for queue in queues:
         _drain_now(*queue)
+    for gitops_repo in sorted({gitops_repo for gitops_repo, _ in queues}):
+        keep_packed(gitops_repo)
 
 
 @app.task(name="gimletd.events.dispatch", acks_late=True)
@@ -157,6 +159,7 @@ def dispatch(event_ids: list[str]) -> None:
         _drain_now(gitops_repo, env, index=False)
     for gitops_repo in sorted({gitops_repo for gitops_repo, _ in queues}):
         index_repository(gitops_repo)
+        keep_packed(gitops_repo)
 
 
 def _process_each(event_ids: list[str]) -> None:

@@ -10,8 +10,7 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from gimletd import metrics
-from gimletd.errors import GitOpsError, LockLost, WriteDeferred
-from gimletd.gitops.repository import GitopsRepository
+from gimletd.errors import LockLost, WriteDeferred
 from gimletd.history import sync_index
 from gimletd.release import apply_queue
 from workers import context
@@ -46,6 +45,7 @@ def drain(self: Task, gitops_repo: str, env: str) -> None:
         drain_queue(gitops_repo, env)
     except WriteDeferred as exc:
         raise self.retry(countdown=exc.delay, max_retries=None, exc=exc) from exc
+    keep_packed(gitops_repo)
 
 
 def drain_queue(gitops_repo: str, env: str, *, index: bool = True) -> Drained:
@@ -96,8 +96,6 @@ def drain_queue(gitops_repo: str, env: str, *, index: bool = True) -> Drained:
         _release(lock, env)
     if result.reports and index:
         index_repository(gitops_repo)
-    if result.reports:
-        keep_packed(repo)
     if store.has_unfinished_writes(gitops_repo, env, excluding=result.waiting):
         drain.delay(gitops_repo, env)
         return Drained.MORE
@@ -117,19 +115,24 @@ def index_repository(gitops_repo: str) -> None:
         log.exception("indexing %s after a write failed; the periodic sync will", repo.url)
 
 
-def keep_packed(repo: GitopsRepository) -> None:
-    """Pack the repository's objects when git would (`git gc --auto`), outside any lock.
+def keep_packed(gitops_repo: str) -> None:
+    """Pack this process's objects of a repository when git would (`git gc --auto`).
 
-    Only logged when it fails: the writes are recorded, and the next look tries again.
+    Called at the end of a task that wrote or fetched, after its writes are
+    recorded and the next drain decided, so a gc delays no release. A failure
+    is logged, never raised: upkeep can wait for the next look.
     """
+    if gitops_repo not in context.settings().all_gitops_repos:
+        return
     try:
+        repo = context.gitops_repo(gitops_repo)
         if not repo.upkeep_due():
             return
         log.info("packing the objects of %s (git gc --auto)", repo.path)
         with metrics.UPKEEP_SECONDS.time():
             repo.upkeep()
-    except GitOpsError:
-        log.exception("packing the objects of %s failed", repo.path)
+    except Exception:
+        log.exception("packing the objects of %s failed; the next look tries again", gitops_repo)
 
 
 def _renew(lock: Lock, env: str) -> None:

@@ -32,9 +32,11 @@ import fcntl
 import functools
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -61,14 +63,22 @@ STALE_REF_LOCK = 10.0
 #: git's defaults for `gc --auto`; a repository's own `gc.auto` and `gc.autoPackLimit` win.
 GC_AUTO = 6700
 GC_AUTO_PACK_LIMIT = 50
+#: How long unreachable objects are kept: git's default. A writer builds a commit from
+#: new objects that stay unreachable until its push lands, so a shorter `gc.pruneExpire`
+#: (`now`, say) would let another worker's gc delete them; GimletD's gc never uses one.
+GC_PRUNE_EXPIRE = "2.weeks.ago"
 #: Seconds a process waits before it looks again whether a repository needs upkeep.
 LOOK_PAUSE = 5.0
 #: Seconds before the next look after an upkeep that failed (git missing, or in error).
 FAILED_UPKEEP_PAUSE = 300.0
-#: Seconds before loose objects are looked at again when gc could not pack them.
-LOOSE_UPKEEP_PAUSE = 24 * 3600.0
-#: Longest a `git gc` may run; stopped, it leaves the repository as it was.
-GC_TIMEOUT = 900.0
+#: Seconds before the next look after a gc that left the repository as due as before:
+#: unreachable loose objects younger than two weeks, another host's gc.pid, a hook that
+#: refuses. git's own automatic gc rests a day then too (`gc.log`).
+STILL_DUE_PAUSE = 24 * 3600.0
+#: Longest a `git gc` may run, below the broker's visibility timeout (600 s), after which
+#: the task running it would be delivered again. Stopped with everything it started, it
+#: leaves a valid repository, and the next gc starts over.
+GC_TIMEOUT = 300.0
 
 
 class WriteOutcome(enum.Enum):
@@ -185,9 +195,8 @@ class GitopsRepository:
         self._local_remote = _local_path(url)
         self._configured_branch = branch
         self._owner_lock: IO[str] | None = None
-        # time.monotonic() before which upkeep is not looked at, and loose objects not counted
-        self._upkeep_after = 0.0
-        self._loose_upkeep_after = 0.0
+        self._upkeep_after = 0.0  # time.monotonic() before which upkeep is not looked at
+        self._packs_seen: set[str] = set()  # the packs in objects/pack at the last look
         if self._local_remote is not None:
             self.path = self._local_remote
         else:
@@ -528,28 +537,31 @@ class GitopsRepository:
         network remote adds a pack (libgit2 keeps each fetch's pack as it came).
         Left alone both pile up, and every object lookup gets slower with each
         pack (bench/upkeep.py measures a write's cost as the packs pile up).
+
         A look costs two directory listings, so the next waits LOOK_PAUSE. When
-        several workers share a repository on disk, the first to run gc holds
-        git's gc.pid lock; the others' runs end at once and look again later.
+        it finds packs gone that it saw before (another process's gc removed
+        them), this process lets go of them, as after its own gc.
         """
         now = time.monotonic()
         if now < self._upkeep_after:
             return False
         self._upkeep_after = now + LOOK_PAUSE
-        limits = self._gc_limits()
-        if limits.loose <= 0:  # git's way to turn automatic packing off
-            return False
         objects = self.path / "objects"
-        if _too_many_packs(objects, limits.packs):
-            return True
-        return now >= self._loose_upkeep_after and _too_many_loose(objects, limits.loose)
+        packs = _packs_in(objects)
+        if self._packs_seen - packs.keys():
+            self._repo.free()  # reopened on next use, with the packs there are now
+        self._packs_seen = set(packs)
+        return _gc_due(objects, packs, self._gc_limits())
 
     def upkeep(self) -> None:
         """Pack the objects with `git gc --auto`, as git does after every push it receives.
 
-        Safe beside other writers: git takes its own locks and keeps unreachable
-        objects younger than two weeks, so a commit being built keeps its objects.
-        Afterwards this process lets go of the pack files gc removed.
+        Safe beside other writers: git takes its own locks, and unreachable
+        objects younger than two weeks are kept (GC_PRUNE_EXPIRE), so a commit
+        being built keeps its objects. Afterwards this process lets go of the
+        pack files gc removed. When the repository is as due as before (gc could
+        not help, or another process's gc holds git's lock), the next look
+        waits STILL_DUE_PAUSE.
 
         :raise GitOpsError: git is missing, failed, or ran longer than GC_TIMEOUT.
         """
@@ -557,32 +569,35 @@ class GitopsRepository:
         git = shutil.which("git")
         if git is None:
             raise GitOpsError(f"cannot pack the objects of {self.path}: git is not installed")
+        limits = self._gc_limits()
         command = [git, "--git-dir", str(self.path), "-c", "gc.autoDetach=false",
+                   "-c", f"gc.pruneExpire={limits.prune_expire}",
                    "gc", "--auto", "--quiet"]  # fmt: skip
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=GC_TIMEOUT)
-        except subprocess.TimeoutExpired as exc:
-            raise GitOpsError(f"git gc in {self.path} ran longer than {GC_TIMEOUT:.0f}s") from exc
+            _run_whole(command, timeout=GC_TIMEOUT)
         finally:
             self._repo.free()  # reopened on next use, with the packs there are now
-        if done.returncode != 0:
-            problem = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
-            raise GitOpsError(f"git gc in {self.path} failed: {problem[0]}")
-        self._upkeep_after = time.monotonic() + LOOK_PAUSE
-        if (self.path / "gc.pid").exists():
-            return  # another process's gc is running (git's lock): its result is yet to come
-        if _too_many_loose(self.path / "objects", self._gc_limits().loose):
-            # What gc left loose is unreachable (pushes that lost a race) and younger than
-            # git's two weeks. Packing cannot lower it: git stops its automatic gc for a
-            # day then, and so does this process, for loose objects.
-            self._loose_upkeep_after = time.monotonic() + LOOSE_UPKEEP_PAUSE
+        objects = self.path / "objects"
+        packs = _packs_in(objects)
+        self._packs_seen = set(packs)
+        if _gc_due(objects, packs, limits):
+            log.warning(
+                "git gc --auto left %s as due as before (unreachable loose objects younger "
+                "than two weeks, another gc running, or a hook refusing); next look in %.0fh",
+                self.path, STILL_DUE_PAUSE / 3600,
+            )  # fmt: skip
+            self._upkeep_after = time.monotonic() + STILL_DUE_PAUSE
+        else:
+            self._upkeep_after = time.monotonic() + LOOK_PAUSE
 
     def _gc_limits(self) -> _GcLimits:
         with self._git_errors("read the config of"):
             config = self._repo.config
+            never = "gc.pruneExpire" in config and config["gc.pruneExpire"] == "never"
             return _GcLimits(
                 loose=_config_int(config, "gc.auto", GC_AUTO),
                 packs=_config_int(config, "gc.autoPackLimit", GC_AUTO_PACK_LIMIT),
+                prune_expire="never" if never else GC_PRUNE_EXPIRE,
             )
 
     # -- plumbing --------------------------------------------------------------
@@ -645,31 +660,68 @@ def _subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, name: str) -> py
     return sub if isinstance(sub, pygit2.Tree) else None
 
 
-_LOOSE_OBJECT = re.compile(r"[0-9a-f]{38}")
+#: The fan-out directory git counts loose objects in, to estimate them all (x 256).
+_SAMPLE_DIR = "17"
+#: The rest of a loose object's name in it: a SHA-1 or SHA-256 id without its first byte.
+_LOOSE_OBJECT = re.compile(r"[0-9a-f]{38}|[0-9a-f]{62}")
 
 
 @dataclass(frozen=True)
 class _GcLimits:
-    """`gc.auto` (loose objects) and `gc.autoPackLimit`: above either, `gc --auto` packs."""
+    """`gc.auto` (loose objects) and `gc.autoPackLimit`: above either, `gc --auto` packs.
+
+    `prune_expire` is what GimletD's gc keeps unreachable objects for: GC_PRUNE_EXPIRE,
+    or `never` when the repository says so.
+    """
 
     loose: int
     packs: int
+    prune_expire: str
 
 
-def _too_many_packs(objects: Path, limit: int) -> bool:
-    """More packs than `limit` (0 or less: no limit), not counting those kept by a `.keep`."""
-    if limit <= 0:
+def _packs_in(objects: Path) -> dict[str, bool]:
+    """The packs in `objects/pack` by name, each with whether a `.keep` file keeps it."""
+    names = set(_names_in(objects / "pack"))
+    return {
+        name.removesuffix(".pack"): f"{name.removesuffix('.pack')}.keep" in names
+        for name in names
+        if name.endswith(".pack")
+    }
+
+
+def _gc_due(objects: Path, packs: dict[str, bool], limits: _GcLimits) -> bool:
+    """git's `need_to_gc`: too many packs not kept, or too many loose objects."""
+    if limits.loose <= 0:  # git's way to turn automatic gc off
         return False
-    names = _names_in(objects / "pack")
-    packs = {name.removesuffix(".pack") for name in names if name.endswith(".pack")}
-    kept = {name.removesuffix(".keep") for name in names if name.endswith(".keep")}
-    return len(packs - kept) > limit
+    not_kept = sum(1 for kept in packs.values() if not kept)
+    if limits.packs > 0 and not_kept > limits.packs:
+        return True
+    loose = sum(1 for n in _names_in(objects / _SAMPLE_DIR) if _LOOSE_OBJECT.fullmatch(n))
+    return loose > math.ceil(limits.loose / 256)  # git: DIV_ROUND_UP(gc.auto, 256)
 
 
-def _too_many_loose(objects: Path, limit: int) -> bool:
-    """More loose objects than `limit`, estimated as git does from one fan-out directory."""
-    loose = sum(1 for name in _names_in(objects / "17") if _LOOSE_OBJECT.fullmatch(name))
-    return loose > -(-limit // 256)
+def _run_whole(command: list[str], *, timeout: float) -> None:
+    """Run `command`; past `timeout`, kill it with every process it started.
+
+    git gc runs repack, pack-objects and prune as children: killing gc alone
+    would leave them working on the repository with no gc.pid to say so.
+
+    :raise GitOpsError: it failed, naming the last line it wrote to stderr, or timed out.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, errors="replace", start_new_session=True)  # fmt: skip
+    try:
+        _, errors = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise GitOpsError(
+            f"{' '.join(command[-3:])} ran longer than {timeout:.0f}s and was stopped: "
+            "run it by hand, or set gc.auto=0 in the repository and pack it on a schedule"
+        ) from exc
+    if process.returncode != 0:
+        problem = errors.strip().splitlines()[-1:] or [f"exit code {process.returncode}"]
+        raise GitOpsError(f"{' '.join(command[-3:])} failed: {problem[0]}")
 
 
 def _config_int(config: pygit2.Config, key: str, default: int) -> int:

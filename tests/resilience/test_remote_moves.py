@@ -84,8 +84,11 @@ def test_unrelated_commits_pushed_during_a_load_run_all_survive(
     writer = ForeignWriter(install.remote, tmp_path / "someone")
     writer.start()
     # GimletD pushes far faster than a person with the git CLI, so left to the race
-    # the second writer may land only a commit or two. Each round waits for one of
-    # its commits, so GimletD's next releases must be written on top of it.
+    # the second writer may land only a commit or two. After each round the test waits
+    # until the writer has landed one commit per round so far, so GimletD's releases
+    # of the next round are written on top of at least one more foreign commit.
+    # (Pushes rebuilt after a rejection are GimletD's own races here; the core test
+    # of a push on a stale head covers a foreign commit landing mid-write.)
     posted = first
     size = -(-(ARTIFACTS - 1) // ROUNDS)
     for round_ in range(ROUNDS):
@@ -94,7 +97,8 @@ def test_unrelated_commits_pushed_during_a_load_run_all_survive(
         writer.wait_for_push(round_ + 1)
     install.wait_until_settled(posted.accepted.values())
     writer.stopping.set()
-    writer.join()
+    writer.join(timeout=60)
+    assert not writer.is_alive(), "the second writer did not stop"
 
     outcome = check("remote moves", install, posted)
     history = [c.message.splitlines()[0] for c in reversed(gitops.messages(install.remote))]

@@ -98,7 +98,7 @@ def test_the_packs_fetches_leave_in_a_network_clone_are_packed_into_one(
     fsck(ours.path)
 
 
-def test_loose_objects_on_a_remote_on_disk_are_packed_while_another_writer_goes_on(
+def test_loose_objects_on_a_remote_on_disk_are_packed_and_another_writer_goes_on(
     gitops_remote: Path, tmp_path: Path
 ) -> None:
     ours, other = open_repo(str(gitops_remote), tmp_path), open_repo(str(gitops_remote), tmp_path)
@@ -125,8 +125,8 @@ def test_loose_objects_on_a_remote_on_disk_are_packed_while_another_writer_goes_
     fsck(gitops_remote)
 
 
-def test_unreachable_loose_objects_gc_must_keep_pause_the_loose_rule_but_not_the_pack_rule(
-    gitops_remote: Path, tmp_path: Path
+def test_a_gc_that_leaves_the_repository_as_due_as_before_rests_a_day(
+    gitops_remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ours = open_repo(str(gitops_remote), tmp_path)
     release(ours, b"a: 0\n")
@@ -142,16 +142,68 @@ def test_unreachable_loose_objects_gc_must_keep_pause_the_loose_rule_but_not_the
     # gc after every drain for nothing.
     assert loose_in_17(gitops_remote) == 2
     assert not ours.upkeep_due()
-    # Packs still count: two more than the limit allows.
-    for n in (1, 2):
-        release(ours, f"a: {n}\n".encode())
+    a_day_later = time.monotonic() + repository.STILL_DUE_PAUSE + 1
+    monkeypatch.setattr(repository, "time", SimpleNamespace(monotonic=lambda: a_day_later))
+    assert ours.upkeep_due()
+
+
+def test_gc_keeps_fresh_unreachable_objects_whatever_gc_prune_expire_says(
+    gitops_remote: Path, tmp_path: Path
+) -> None:
+    ours = open_repo(str(gitops_remote), tmp_path)
+    release(ours, b"a: 0\n")
+    git(gitops_remote, "config", "gc.auto", "1")
+    git(gitops_remote, "config", "gc.pruneExpire", "now")
+    raw = pygit2.Repository(str(gitops_remote))
+    # Objects of a commit another worker is building: unreachable until its push lands.
+    in_flight = [raw.create_blob(content) for content in contents_whose_blob_is_in_17(2)]
+
+    ours.upkeep()
+
+    assert all(blob in raw for blob in in_flight)
+
+
+def test_another_process_lets_go_of_the_packs_gc_removed_at_its_next_look(
+    gitops_remote: Path, tmp_path: Path
+) -> None:
+    ours, other = open_repo(str(gitops_remote), tmp_path), open_repo(str(gitops_remote), tmp_path)
+    for n in range(3):  # three packs, each with one release's objects
+        release(ours, f"a: {n}\n".encode(), app=f"app-{n}")
         git(gitops_remote, "repack", "-d", "-q")
+    release(other, b"b: 0\n", app="backend")  # reads the head's tree: opens the packs
+    assert other.upkeep_due() is False  # its first look: it has seen the three packs
     git(gitops_remote, "config", "gc.autoPackLimit", "2")
-    assert packs(gitops_remote) == 3
     assert ours.upkeep_due()
     ours.upkeep()
     assert packs(gitops_remote) == 1
+    assert deleted_files_held(gitops_remote) != []  # `other` still holds the removed packs
+
+    other.upkeep_due()
+
+    assert deleted_files_held(gitops_remote) == []
+    release(other, b"b: 1\n", app="backend")
     fsck(gitops_remote)
+
+
+def test_a_gc_past_its_timeout_is_stopped_with_everything_it_started(tmp_path: Path) -> None:
+    child_pid = tmp_path / "child.pid"
+    command = ["sh", "-c", f"sleep 60 & echo $! > {child_pid}; wait", "gc", "--auto", "--quiet"]
+    with pytest.raises(GitOpsError, match="ran longer than 1s and was stopped"):
+        repository._run_whole(command, timeout=1.0)
+    pid = int(child_pid.read_text())
+    deadline = time.monotonic() + 5
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_gc_auto_0_turns_upkeep_off_as_it_does_for_git(git_daemon: Remote, tmp_path: Path) -> None:
