@@ -157,8 +157,10 @@ def dispatch(event_ids: list[str]) -> None:
         process.apply_async((event_id,), countdown=2, retries=1)
     for gitops_repo, env in queues:
         _drain_now(gitops_repo, env, index=False)
-    for gitops_repo in sorted({gitops_repo for gitops_repo, _ in queues}):
+    written = sorted({gitops_repo for gitops_repo, _ in queues})
+    for gitops_repo in written:
         index_repository(gitops_repo)
+    for gitops_repo in written:
         keep_packed(gitops_repo)
 
 
@@ -246,11 +248,13 @@ def _record_flux_report(claim: EventClaim) -> None:
     """Record what Flux said, on the commit and the earlier ones it applied, and announce it.
 
     The repository is fetched and its index synced first, so a commit pushed
-    moments ago is known. The event ends processed, describing what changed.
+    moments ago is known. The event ends processed, describing what changed;
+    then the clone is packed if the fetch made that due.
     """
     store, settings = context.store(), context.settings()
     report = FluxReport.from_json(json.loads(claim.blob))
-    repo = context.gitops_repo(settings.gitops_repo_for(report.env))
+    gitops_repo = settings.gitops_repo_for(report.env)
+    repo = context.gitops_repo(gitops_repo)
     sync_index(store, repo, repo.fetch())
     recorded = record_flux_report(store, repo, report, targets_for=notice_targets)
     send_deliveries(recorded.deliveries)
@@ -261,6 +265,7 @@ def _record_flux_report(claim: EventClaim) -> None:
     elif changed != [report.commit[:12]]:
         summary += f"; commits updated: {', '.join(changed)}"
     store.finish_event(claim.id, summary)
+    keep_packed(gitops_repo)
 
 
 def _drain_now(gitops_repo: str, env: str, *, index: bool = True) -> None:

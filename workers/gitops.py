@@ -10,7 +10,7 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from gimletd import metrics
-from gimletd.errors import LockLost, WriteDeferred
+from gimletd.errors import GitOpsError, LockLost, WriteDeferred
 from gimletd.history import sync_index
 from gimletd.release import apply_queue
 from workers import context
@@ -118,9 +118,10 @@ def index_repository(gitops_repo: str) -> None:
 def keep_packed(gitops_repo: str) -> None:
     """Pack this process's objects of a repository when git would (`git gc --auto`).
 
-    Called at the end of a task that wrote or fetched, after its writes are
-    recorded and the next drain decided, so a gc delays no release. A failure
-    is logged, never raised: upkeep can wait for the next look.
+    Called at the end of a task that wrote or fetched, once its writes are
+    recorded, the next drain decided and the index read: a gc then delays no
+    release of the task, though it keeps this worker process busy meanwhile.
+    A failure is logged, never raised: upkeep can wait for the next look.
     """
     if gitops_repo not in context.settings().all_gitops_repos:
         return
@@ -131,8 +132,11 @@ def keep_packed(gitops_repo: str) -> None:
         log.info("packing the objects of %s (git gc --auto)", repo.path)
         with metrics.UPKEEP_SECONDS.time():
             repo.upkeep()
+    except GitOpsError as exc:
+        log.warning("packing the objects of %s failed; a later look tries again: %s",
+                    gitops_repo, exc)  # fmt: skip
     except Exception:
-        log.exception("packing the objects of %s failed; the next look tries again", gitops_repo)
+        log.exception("packing the objects of %s failed; a later look tries again", gitops_repo)
 
 
 def _renew(lock: Lock, env: str) -> None:

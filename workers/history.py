@@ -27,6 +27,7 @@ def sync() -> dict[str, int]:
             added[url] = sync_index(context.store(), repo, repo.fetch())
         except Exception:
             log.exception("indexing %s failed; the next sync tries again", url)
+    for url in added:
         keep_packed(url)  # a fetch that brought objects left a pack in the clone
     if any(added.values()):
         log.info("release index: %s", ", ".join(f"{n} new in {u}" for u, n in added.items() if n))

@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -63,21 +64,23 @@ STALE_REF_LOCK = 10.0
 #: git's defaults for `gc --auto`; a repository's own `gc.auto` and `gc.autoPackLimit` win.
 GC_AUTO = 6700
 GC_AUTO_PACK_LIMIT = 50
-#: How long unreachable objects are kept: git's default. A writer builds a commit from
-#: new objects that stay unreachable until its push lands, so a shorter `gc.pruneExpire`
-#: (`now`, say) would let another worker's gc delete them; GimletD's gc never uses one.
+#: How long unreachable objects are kept at the least: git's default. A writer builds a
+#: commit from new objects that stay unreachable until its push lands, so a shorter
+#: `gc.pruneExpire` (`now`, say) would let another worker's gc delete them.
 GC_PRUNE_EXPIRE = "2.weeks.ago"
+GC_PRUNE_EXPIRE_SECONDS = 14 * 24 * 3600
 #: Seconds a process waits before it looks again whether a repository needs upkeep.
 LOOK_PAUSE = 5.0
 #: Seconds before the next look after an upkeep that failed (git missing, or in error).
 FAILED_UPKEEP_PAUSE = 300.0
-#: Seconds before the next look after a gc that left the repository as due as before:
-#: unreachable loose objects younger than two weeks, another host's gc.pid, a hook that
-#: refuses. git's own automatic gc rests a day then too (`gc.log`).
+#: Seconds before the next look after a gc that could not help: it left the repository
+#: as due as before (unreachable loose objects younger than two weeks, a gc.pid of
+#: another host, a hook that refuses), or ran past GC_TIMEOUT. git's own automatic gc
+#: rests a day then too (`gc.log`).
 STILL_DUE_PAUSE = 24 * 3600.0
-#: Longest a `git gc` may run, below the broker's visibility timeout (600 s), after which
-#: the task running it would be delivered again. Stopped with everything it started, it
-#: leaves a valid repository, and the next gc starts over.
+#: Longest one `git gc` may run. Stopped with everything it started, it leaves a valid
+#: repository; a task running several (one per repository) may outlast the broker's
+#: visibility timeout (600 s) and be delivered again, which its drains allow.
 GC_TIMEOUT = 300.0
 
 
@@ -556,12 +559,12 @@ class GitopsRepository:
     def upkeep(self) -> None:
         """Pack the objects with `git gc --auto`, as git does after every push it receives.
 
-        Safe beside other writers: git takes its own locks, and unreachable
-        objects younger than two weeks are kept (GC_PRUNE_EXPIRE), so a commit
-        being built keeps its objects. Afterwards this process lets go of the
-        pack files gc removed. When the repository is as due as before (gc could
-        not help, or another process's gc holds git's lock), the next look
-        waits STILL_DUE_PAUSE.
+        Safe beside other writers: git takes its own locks (gc.pid), and
+        unreachable objects younger than two weeks are kept whatever the
+        configuration says, so a commit being built keeps its objects.
+        Afterwards this process lets go of the pack files gc removed. When gc
+        could not help, the next look waits STILL_DUE_PAUSE; when another
+        process's gc on this host holds the lock, only LOOK_PAUSE.
 
         :raise GitOpsError: git is missing, failed, or ran longer than GC_TIMEOUT.
         """
@@ -569,35 +572,56 @@ class GitopsRepository:
         git = shutil.which("git")
         if git is None:
             raise GitOpsError(f"cannot pack the objects of {self.path}: git is not installed")
-        limits = self._gc_limits()
         command = [git, "--git-dir", str(self.path), "-c", "gc.autoDetach=false",
-                   "-c", f"gc.pruneExpire={limits.prune_expire}",
-                   "gc", "--auto", "--quiet"]  # fmt: skip
+                   *self._prune_expire_option(git), "gc", "--auto", "--quiet"]  # fmt: skip
+        what = f"git gc in {self.path}"
         try:
-            _run_whole(command, timeout=GC_TIMEOUT)
+            _run_in_own_process_group(command, what, timeout=GC_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            self._upkeep_after = time.monotonic() + STILL_DUE_PAUSE
+            raise GitOpsError(
+                f"{what} ran longer than {GC_TIMEOUT:g}s and was stopped: run it by hand, "
+                "or set gc.auto=0 in the repository and pack it on a schedule"
+            ) from exc
         finally:
             self._repo.free()  # reopened on next use, with the packs there are now
         objects = self.path / "objects"
         packs = _packs_in(objects)
         self._packs_seen = set(packs)
-        if _gc_due(objects, packs, limits):
+        if _gc_running_on_this_host(self.path):
+            # Another worker's gc held the lock, and ours did nothing: look again soon,
+            # to let go of the packs that gc removes.
+            self._upkeep_after = time.monotonic() + LOOK_PAUSE
+        elif _gc_due(objects, packs, self._gc_limits()):
             log.warning(
                 "git gc --auto left %s as due as before (unreachable loose objects younger "
-                "than two weeks, another gc running, or a hook refusing); next look in %.0fh",
+                "than two weeks, another host's gc.pid, or a hook refusing); next look in %gh",
                 self.path, STILL_DUE_PAUSE / 3600,
             )  # fmt: skip
             self._upkeep_after = time.monotonic() + STILL_DUE_PAUSE
         else:
             self._upkeep_after = time.monotonic() + LOOK_PAUSE
 
+    def _prune_expire_option(self, git: str) -> list[str]:
+        """`-c gc.pruneExpire=2.weeks.ago`, unless git's config keeps unreachable objects longer.
+
+        git itself turns the setting into a date (`never`, `false`, `1.month.ago`, ...).
+        """
+        done = subprocess.run(
+            [git, "--git-dir", str(self.path), "config", "--type=expiry-date", "gc.pruneExpire"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        configured = done.stdout.strip() if done.returncode == 0 else ""
+        if configured.isdigit() and int(configured) <= time.time() - GC_PRUNE_EXPIRE_SECONDS:
+            return []  # kept at least as long: the configured value stands
+        return ["-c", f"gc.pruneExpire={GC_PRUNE_EXPIRE}"]
+
     def _gc_limits(self) -> _GcLimits:
         with self._git_errors("read the config of"):
             config = self._repo.config
-            never = "gc.pruneExpire" in config and config["gc.pruneExpire"] == "never"
             return _GcLimits(
                 loose=_config_int(config, "gc.auto", GC_AUTO),
                 packs=_config_int(config, "gc.autoPackLimit", GC_AUTO_PACK_LIMIT),
-                prune_expire="never" if never else GC_PRUNE_EXPIRE,
             )
 
     # -- plumbing --------------------------------------------------------------
@@ -668,15 +692,10 @@ _LOOSE_OBJECT = re.compile(r"[0-9a-f]{38}|[0-9a-f]{62}")
 
 @dataclass(frozen=True)
 class _GcLimits:
-    """`gc.auto` (loose objects) and `gc.autoPackLimit`: above either, `gc --auto` packs.
-
-    `prune_expire` is what GimletD's gc keeps unreachable objects for: GC_PRUNE_EXPIRE,
-    or `never` when the repository says so.
-    """
+    """`gc.auto` (loose objects) and `gc.autoPackLimit`: above either, `gc --auto` packs."""
 
     loose: int
     packs: int
-    prune_expire: str
 
 
 def _packs_in(objects: Path) -> dict[str, bool]:
@@ -700,28 +719,43 @@ def _gc_due(objects: Path, packs: dict[str, bool], limits: _GcLimits) -> bool:
     return loose > math.ceil(limits.loose / 256)  # git: DIV_ROUND_UP(gc.auto, 256)
 
 
-def _run_whole(command: list[str], *, timeout: float) -> None:
+def _gc_running_on_this_host(repo_path: Path) -> bool:
+    """Whether git's gc lock, `gc.pid` ("<pid> <host>"), is held by a live process here."""
+    try:
+        pid, host = (repo_path / "gc.pid").read_text().split(maxsplit=1)
+    except (FileNotFoundError, ValueError):
+        return False
+    if host.strip() != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, run by another user
+    return True
+
+
+def _run_in_own_process_group(command: list[str], what: str, *, timeout: float) -> None:
     """Run `command`; past `timeout`, kill it with every process it started.
 
     git gc runs repack, pack-objects and prune as children: killing gc alone
     would leave them working on the repository with no gc.pid to say so.
 
-    :raise GitOpsError: it failed, naming the last line it wrote to stderr, or timed out.
+    :raise GitOpsError: it failed, naming the last line it wrote to stderr.
+    :raise subprocess.TimeoutExpired: it ran past `timeout` and was killed.
     """
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, errors="replace", start_new_session=True)  # fmt: skip
     try:
         _, errors = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
+    except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise GitOpsError(
-            f"{' '.join(command[-3:])} ran longer than {timeout:.0f}s and was stopped: "
-            "run it by hand, or set gc.auto=0 in the repository and pack it on a schedule"
-        ) from exc
+        process.communicate()
+        raise
     if process.returncode != 0:
         problem = errors.strip().splitlines()[-1:] or [f"exit code {process.returncode}"]
-        raise GitOpsError(f"{' '.join(command[-3:])} failed: {problem[0]}")
+        raise GitOpsError(f"{what} failed: {problem[0]}")
 
 
 def _config_int(config: pygit2.Config, key: str, default: int) -> int:
