@@ -70,6 +70,15 @@ def deleted_files_held(repo: Path) -> list[str]:
     return held
 
 
+def packed_at_two_loose_objects(remote: Path, tmp_path: Path) -> GitopsRepository:
+    """A writer of `remote`, after one release, with gc.auto 1: git packs at two loose
+    objects in objects/17 (see `contents_whose_blob_is_in_17`)."""
+    ours = open_repo(str(remote), tmp_path)
+    release(ours, b"a: 0\n")
+    git(remote, "config", "gc.auto", "1")
+    return ours
+
+
 def fsck(repo: Path) -> None:
     done = subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"],
                           capture_output=True, text=True)  # fmt: skip
@@ -129,9 +138,7 @@ def test_loose_objects_on_a_remote_on_disk_are_packed_and_another_writer_goes_on
 def test_a_gc_that_leaves_the_repository_as_due_as_before_rests_a_day(
     gitops_remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ours = open_repo(str(gitops_remote), tmp_path)
-    release(ours, b"a: 0\n")
-    git(gitops_remote, "config", "gc.auto", "1")
+    ours = packed_at_two_loose_objects(gitops_remote, tmp_path)
     raw = pygit2.Repository(str(gitops_remote))
     for content in contents_whose_blob_is_in_17(2):
         raw.create_blob(content)  # as a push that lost its race leaves them: unreachable
@@ -151,9 +158,7 @@ def test_a_gc_that_leaves_the_repository_as_due_as_before_rests_a_day(
 def test_gc_keeps_fresh_unreachable_objects_whatever_gc_prune_expire_says(
     gitops_remote: Path, tmp_path: Path
 ) -> None:
-    ours = open_repo(str(gitops_remote), tmp_path)
-    release(ours, b"a: 0\n")
-    git(gitops_remote, "config", "gc.auto", "1")
+    ours = packed_at_two_loose_objects(gitops_remote, tmp_path)
     git(gitops_remote, "config", "gc.pruneExpire", "now")
     raw = pygit2.Repository(str(gitops_remote))
     # Objects of a commit another worker is building: unreachable until its push lands.
@@ -201,9 +206,7 @@ def test_a_gc_past_its_timeout_is_stopped_with_everything_it_started(tmp_path: P
 def test_a_gc_that_found_another_gc_running_here_looks_again_soon(
     gitops_remote: Path, tmp_path: Path
 ) -> None:
-    ours = open_repo(str(gitops_remote), tmp_path)
-    release(ours, b"a: 0\n")
-    git(gitops_remote, "config", "gc.auto", "1")
+    ours = packed_at_two_loose_objects(gitops_remote, tmp_path)
     for content in contents_whose_blob_is_in_17(2):
         release(ours, content)
     # Another worker's gc holds git's lock: a live process on this host.
@@ -220,9 +223,7 @@ def test_a_gc_that_found_another_gc_running_here_looks_again_soon(
 
 
 def test_a_prune_expiry_longer_than_two_weeks_is_kept(gitops_remote: Path, tmp_path: Path) -> None:
-    ours = open_repo(str(gitops_remote), tmp_path)
-    release(ours, b"a: 0\n")
-    git(gitops_remote, "config", "gc.auto", "1")
+    ours = packed_at_two_loose_objects(gitops_remote, tmp_path)
     git(gitops_remote, "config", "gc.pruneExpire", "1.month.ago")
     raw = pygit2.Repository(str(gitops_remote))
     three_weeks_ago = time.time() - 21 * 24 * 3600
