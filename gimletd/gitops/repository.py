@@ -61,6 +61,8 @@ MAX_SEARCH_DEPTH = 500
 WRITERS_LOCK = "gimletd-writers.lock"
 #: Seconds after which a ref lock file found under WRITERS_LOCK is taken for a dead writer's.
 STALE_REF_LOCK = 10.0
+#: Seconds after which a clone no live process owns, and none fetched into, is removed.
+STALE_CLONE_AGE = 7 * 24 * 3600.0
 #: git's defaults for `gc --auto`; a repository's own `gc.auto` and `gc.autoPackLimit` win.
 GC_AUTO = 6700
 GC_AUTO_PACK_LIMIT = 50
@@ -822,9 +824,11 @@ def _own_clone(directory: Path, name: str) -> tuple[Path, IO[str]]:
 
     A lock file marks the owner; when another live process holds `name` (two
     workers started with the same node name), this process takes a clone of its
-    own instead of sharing refs and packs with it.
+    own instead of sharing refs and packs with it. Clones nobody has owned or
+    fetched into for STALE_CLONE_AGE are removed first.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_clones(directory, now=time.time())
     for candidate in (name, f"{name}-pid{os.getpid()}"):
         handle = open(directory / f"{candidate}.owner", "w")  # noqa: SIM115 - held until exit
         try:
@@ -834,6 +838,40 @@ def _own_clone(directory: Path, name: str) -> tuple[Path, IO[str]]:
             continue
         return directory / f"{candidate}.git", handle
     raise GitOpsError(f"cannot own a clone in {directory}: another process holds it")
+
+
+def _remove_stale_clones(directory: Path, *, now: float) -> None:
+    """Remove the clones in `directory` no live process owns, unused for STALE_CLONE_AGE.
+
+    A clone is named after its worker's host, and a container gets a new
+    hostname with every deploy: without this, every deploy would leave a full
+    clone per worker process behind on the data volume. The owner's lock is
+    held while the clone goes, so no process can claim it meanwhile; the empty
+    owner file stays, so that a process claiming the name later locks the same
+    file. A worker that comes back after that long clones again.
+    """
+    for owner in directory.glob("*.owner"):
+        clone = owner.with_suffix(".git")
+        if not clone.is_dir():
+            continue
+        last_used = max(_mtime(owner), _mtime(clone), _mtime(clone / "FETCH_HEAD"))
+        if now - last_used < STALE_CLONE_AGE:
+            continue
+        with open(owner, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its process is alive, only idle
+            log.info("removing %s: unused for %.0f days", clone, (now - last_used) / 86400)
+            shutil.rmtree(clone, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    """When `path` last changed; 0 when it does not exist."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 __all__ = [

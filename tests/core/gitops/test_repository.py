@@ -152,6 +152,31 @@ def test_a_network_clone_in_use_is_not_shared(git_daemon: Remote, tmp_path: Path
     assert first.fetch() is not None
 
 
+def test_clones_no_process_owns_and_unused_for_a_week_are_removed(
+    git_daemon: Remote, tmp_path: Path
+) -> None:
+    """A container's workers get new clone names with every deploy: old clones must go."""
+    names = ("gone", "idle", "recent")
+    gone, idle, recent = (open_repo(git_daemon.url, tmp_path, name) for name in names)
+    for repo in (gone, idle, recent):
+        repo.write(change(content=repo.path.name.encode()), "one", head=repo.fetch())
+    gone.close()  # its process ended; idle's is alive, only idle
+    recent.close()
+    eight_days_ago = time.time() - 8 * 24 * 3600
+    for repo in (gone, idle):
+        for path in (repo.path, repo.path / "FETCH_HEAD", repo.path.with_suffix(".owner")):
+            os.utime(path, (eight_days_ago, eight_days_ago))
+
+    newcomer = open_repo(git_daemon.url, tmp_path, "newcomer")
+
+    assert not gone.path.exists()
+    assert idle.path.is_dir() and recent.path.is_dir()
+    assert gone.path.with_suffix(".owner").exists()  # claimed again later, it locks this file
+    claimed_again = open_repo(git_daemon.url, tmp_path, "gone")
+    assert claimed_again.path == gone.path
+    assert claimed_again.fetch() == newcomer.fetch() is not None
+
+
 def test_a_remote_on_disk_is_written_in_place(gitops_remote: Path, tmp_path: Path) -> None:
     """No clone of a remote on disk: its objects are written once, into the remote."""
     repo = open_repo(f"file://{gitops_remote}", tmp_path)
