@@ -846,24 +846,37 @@ def _remove_stale_clones(directory: Path, *, now: float) -> None:
     A clone is named after its worker's host, and a container gets a new
     hostname with every deploy: without this, every deploy would leave a full
     clone per worker process behind on the data volume. The owner's lock is
-    held while the clone goes, so no process can claim it meanwhile; the empty
-    owner file stays, so that a process claiming the name later locks the same
-    file. A worker that comes back after that long clones again.
+    held while the clone is renamed away, so no process can claim it meanwhile,
+    and a clone is either whole or gone even if this process dies deleting it.
+    The empty owner file stays, so that a process claiming the name later locks
+    the same file. A worker that comes back after that long clones again.
+    Housekeeping only: what cannot be removed is logged and left.
     """
+    for leftover in directory.glob(".*.deleting-*"):  # renamed away by a sweep that died
+        shutil.rmtree(leftover, ignore_errors=True)
     for owner in directory.glob("*.owner"):
         clone = owner.with_suffix(".git")
-        if not clone.is_dir():
+        if not clone.is_dir() or now - _last_used(clone, owner) < STALE_CLONE_AGE:
             continue
-        last_used = max(_mtime(owner), _mtime(clone), _mtime(clone / "FETCH_HEAD"))
-        if now - last_used < STALE_CLONE_AGE:
-            continue
-        with open(owner, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its process is alive, only idle
-            log.info("removing %s: unused for %.0f days", clone, (now - last_used) / 86400)
-            shutil.rmtree(clone, ignore_errors=True)
+        try:
+            with open(owner, "a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its process is alive (or another process is sweeping it)
+                if now - _last_used(clone, owner) < STALE_CLONE_AGE:
+                    continue  # used since the first look
+                age_days = (now - _last_used(clone, owner)) / 86400
+                doomed = clone.rename(directory / f".{clone.name}.deleting-{uuid.uuid4().hex}")
+            log.info("removing %s: no process owns it, unused for %.0f days", clone, age_days)
+            shutil.rmtree(doomed, ignore_errors=True)
+        except OSError as exc:
+            log.warning("cannot remove the unused clone %s: %s", clone, exc)
+
+
+def _last_used(clone: Path, owner: Path) -> float:
+    """When a clone was last claimed, written or fetched into (FETCH_HEAD: every fetch)."""
+    return max(_mtime(owner), _mtime(clone), _mtime(clone / "FETCH_HEAD"))
 
 
 def _mtime(path: Path) -> float:

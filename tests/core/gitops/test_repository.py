@@ -167,6 +167,9 @@ def test_clones_no_process_owns_and_unused_for_a_week_are_removed(
         for path in (repo.path, repo.path / "FETCH_HEAD", repo.path.with_suffix(".owner")):
             os.utime(path, (eight_days_ago, eight_days_ago))
 
+    leftover = gone.path.parent / ".dead.git.deleting-0"  # a sweep that died mid-delete
+    (leftover / "objects").mkdir(parents=True)
+
     newcomer = open_repo(git_daemon.url, tmp_path, "newcomer")
 
     assert not gone.path.exists()
@@ -174,7 +177,9 @@ def test_clones_no_process_owns_and_unused_for_a_week_are_removed(
     assert gone.path.with_suffix(".owner").exists()  # claimed again later, it locks this file
     claimed_again = open_repo(git_daemon.url, tmp_path, "gone")
     assert claimed_again.path == gone.path
-    assert claimed_again.fetch() == newcomer.fetch() is not None
+    assert claimed_again.fetch() is not None
+    assert claimed_again.fetch() == newcomer.fetch()
+    assert [p.name for p in gone.path.parent.iterdir() if ".deleting-" in p.name] == []
 
 
 def test_a_remote_on_disk_is_written_in_place(gitops_remote: Path, tmp_path: Path) -> None:
