@@ -81,7 +81,7 @@ def process(self: Task, event_id: str) -> None:
         raise
     for queue in queues:
         _drain_now(*queue)
-    for gitops_repo in sorted({gitops_repo for gitops_repo, _ in queues}):
+    for gitops_repo in _repos_of(queues):
         keep_packed(gitops_repo)
 
 
@@ -157,11 +157,16 @@ def dispatch(event_ids: list[str]) -> None:
         process.apply_async((event_id,), countdown=2, retries=1)
     for gitops_repo, env in queues:
         _drain_now(gitops_repo, env, index=False)
-    written = sorted({gitops_repo for gitops_repo, _ in queues})
+    written = _repos_of(queues)
     for gitops_repo in written:
         index_repository(gitops_repo)
     for gitops_repo in written:
         keep_packed(gitops_repo)
+
+
+def _repos_of(queues: list[tuple[str, str]]) -> list[str]:
+    """The GitOps repositories of (repository, env) queues, each once, in order."""
+    return sorted({gitops_repo for gitops_repo, _ in queues})
 
 
 def _process_each(event_ids: list[str]) -> None:

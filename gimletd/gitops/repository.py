@@ -551,12 +551,7 @@ class GitopsRepository:
         if now < self._upkeep_after:
             return False
         self._upkeep_after = now + LOOK_PAUSE
-        objects = self.path / "objects"
-        packs = _packs_in(objects)
-        if self._packs_seen - packs.keys():
-            self._repo.free()  # reopened on next use, with the packs there are now
-        self._packs_seen = set(packs)
-        return _gc_due(objects, packs, self._gc_limits())
+        return _gc_due(self.path / "objects", self._look_at_packs(), self._gc_limits())
 
     def upkeep(self) -> None:
         """Pack the objects with `git gc --auto`, as git does after every push it receives.
@@ -587,14 +582,12 @@ class GitopsRepository:
             ) from exc
         finally:
             self._repo.free()  # reopened on next use, with the packs there are now
-        objects = self.path / "objects"
-        packs = _packs_in(objects)
-        self._packs_seen = set(packs)
+        packs = self._look_at_packs()
         if _gc_running_on_this_host(self.path):
             # Another worker's gc held the lock, and ours did nothing: look again soon,
             # to let go of the packs that gc removes.
             self._upkeep_after = time.monotonic() + LOOK_PAUSE
-        elif _gc_due(objects, packs, self._gc_limits()):
+        elif _gc_due(self.path / "objects", packs, self._gc_limits()):
             log.warning(
                 "git gc --auto left %s as due as before (unreachable loose objects younger "
                 "than two weeks, another host's gc.pid, or a hook refusing); next look in %gh",
@@ -603,6 +596,18 @@ class GitopsRepository:
             self._upkeep_after = time.monotonic() + STILL_DUE_PAUSE
         else:
             self._upkeep_after = time.monotonic() + LOOK_PAUSE
+
+    def _look_at_packs(self) -> dict[str, bool]:
+        """The packs there are now (see `_packs_in`), remembered for the next look.
+
+        When packs seen at the last look are gone (a gc removed them), this
+        process lets go of them: libgit2 would hold them open for good.
+        """
+        packs = _packs_in(self.path / "objects")
+        if self._packs_seen - packs.keys():
+            self._repo.free()  # reopened on next use, with the packs there are now
+        self._packs_seen = set(packs)
+        return packs
 
     def _prune_expire_option(self, git: str) -> list[str]:
         """`-c gc.pruneExpire=2.weeks.ago`, unless git's config keeps unreachable objects longer.
@@ -810,11 +815,9 @@ def _writers_lock(repo_path: Path) -> Iterator[None]:
 
 def _remove_stale_lock(lock: Path) -> None:
     """Remove git's lock file `lock` when it is older than STALE_REF_LOCK: its writer died."""
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if age > STALE_REF_LOCK:
+    modified = _mtime(lock)
+    age = time.time() - modified
+    if modified and age > STALE_REF_LOCK:
         log.warning("removing %s, left %.0fs ago by a writer that died holding it", lock, age)
         lock.unlink(missing_ok=True)
 
@@ -864,11 +867,11 @@ def _remove_stale_clones(directory: Path, *, now: float) -> None:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # its process is alive (or another process is sweeping it)
-                if now - _last_used(clone, owner) < STALE_CLONE_AGE:
-                    continue  # used since the first look
-                age_days = (now - _last_used(clone, owner)) / 86400
+                unused = now - _last_used(clone, owner)  # again: it may have been used since
+                if unused < STALE_CLONE_AGE:
+                    continue
                 doomed = clone.rename(directory / f".{clone.name}.deleting-{uuid.uuid4().hex}")
-            log.info("removing %s: no process owns it, unused for %.0f days", clone, age_days)
+            log.info("removing %s: no process owns it, unused for %.0f days", clone, unused / 86400)
             shutil.rmtree(doomed, ignore_errors=True)
         except OSError as exc:
             log.warning("cannot remove the unused clone %s: %s", clone, exc)
