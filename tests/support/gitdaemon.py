@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gimletd.gitops.repository import init_bare
+from tests.support.ports import free_port, listening
 
 
 @dataclass(frozen=True)
@@ -29,13 +28,6 @@ class Remote:
     token: str | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def served_by_git_daemon(base: Path) -> Iterator[str]:
     """Serve the bare repositories in `base` over the git protocol, pushes enabled.
@@ -44,7 +36,7 @@ def served_by_git_daemon(base: Path) -> Iterator[str]:
 
     :raise RuntimeError: the daemon did not start within 10 seconds.
     """
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
          "--informative-errors", f"--base-path={base}", "--listen=127.0.0.1",
@@ -52,14 +44,8 @@ def served_by_git_daemon(base: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("git daemon did not start")
-            time.sleep(0.05)
+        if not listening(port, daemon, timeout=10):
+            raise RuntimeError("git daemon did not start")
         yield f"git://127.0.0.1:{port}"
     finally:
         daemon.terminate()

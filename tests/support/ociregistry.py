@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.charts import ONECHART_DIR
+from tests.support.ports import free_port, listening
 
 REGISTRY_BINARIES = ("docker-registry", "registry")
 #: Where ./dev test unpacks the registry when the system has none.
@@ -33,13 +32,6 @@ class OciRegistry:
         return f"oci://{self.host}/charts"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegistry]:
     """A registry holding onechart 0.10.0 under `charts/`, pushed with Helm."""
@@ -50,7 +42,7 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegist
     import helm_python as helm
 
     work = tmp_path_factory.mktemp("oci")
-    port = _free_port()
+    port = free_port()
     config = work / "config.yml"
     config.write_text(
         "version: 0.1\n"
@@ -59,14 +51,8 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegist
     )
     log = (work / "registry.log").open("wb")
     registry = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-    deadline = time.monotonic() + 15
-    while True:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if registry.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the OCI registry did not start: {(work / 'registry.log').read_text()}")
-        time.sleep(0.05)
+    if not listening(port, registry, timeout=15):
+        pytest.fail(f"the OCI registry did not start: {(work / 'registry.log').read_text()}")
     host = f"127.0.0.1:{port}"
     archive = helm.package(str(ONECHART_DIR), destination=str(work))
     helm.push(archive, f"oci://{host}/charts", plain_http=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from gimletd.cli import gunicorn_command
 from gimletd.settings import Settings
+from tests.support.ports import free_port
 
 READY_TIMEOUT = 60.0
 
@@ -50,14 +50,6 @@ class Process:
                 self.popen.kill()
                 self.popen.wait()
         self._log.close()
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (and, as no one binds it, a closed one)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_api(settings: Settings, log_dir: Path, *, workers: int = 2) -> tuple[Process, str]:
