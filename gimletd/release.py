@@ -29,7 +29,7 @@ from gimletd.errors import (
 )
 from gimletd.gitops import layout
 from gimletd.gitops.repository import AppChange, GitopsRepository
-from gimletd.history import index_entries, sync_index
+from gimletd.history import REVERTS, index_entries, sync_index
 from gimletd.logs import log_context
 from gimletd.models import (
     TEMPLATE_MARK,
@@ -521,15 +521,23 @@ class _Progress:
 
 
 @dataclass(frozen=True)
+class _Meaning:
+    """What a write's commit means once pushed: the hold it places or lifts, the version it
+    names (of what a rollback restores or a delete removes), the commits a rollback reverts."""
+
+    hold: Hold | None = None
+    lift_hold: bool = False
+    version: Version | None = None
+    reverted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class _Commit:
     """What a write commits on a given head, and what it means once pushed."""
 
     change: AppChange
     message: str
-    hold: Hold | None = None
-    lift_hold: bool = False
-    version: Version | None = None
-    reverted: tuple[str, ...] = ()
+    meaning: _Meaning
 
 
 def _apply_batch(
@@ -583,7 +591,9 @@ def _apply_batch(
                 continue
             commit = repo.commit(planned.change, planned.message, parent=tip)
             if commit is None:
-                outcomes[write.id] = _pushed(write, planned, ResultStatus.UNCHANGED, tip or "")
+                outcomes[write.id] = _pushed(
+                    write, planned.meaning, ResultStatus.UNCHANGED, tip or ""
+                )
                 continue
             tip = commit
             chained.append((write, planned, commit))
@@ -607,7 +617,7 @@ def _apply_batch(
                 bases = {w.id: (w.base_sha if w.started else base) for w in batch}
                 continue
         for write, planned, commit in chained:
-            outcomes[write.id] = _pushed(write, planned, ResultStatus.SUCCESS, commit)
+            outcomes[write.id] = _pushed(write, planned.meaning, ResultStatus.SUCCESS, commit)
         pushed = _pushed_commits(repo, head, tip) if chained and tip is not None else None
         return _Attempt([outcomes[write.id] for write in batch], pushed)
     names = ", ".join(f"{w.env}/{w.app}" for w in batch)
@@ -653,7 +663,8 @@ def _outcome_before_commit(
             matches=lambda m: layout.is_commit_of(m, write.event_id, write.env, write.app),
         )
         if found is not None:
-            return WriteReport(write.id, write.env, write.app, ResultStatus.SUCCESS, found)
+            return _pushed(write, _meaning_of_found(store, repo, write, found),
+                           ResultStatus.SUCCESS, found)  # fmt: skip
     newest = store.last_applied_seq(repo.url, write.env, write.app)
     if newest is not None and newest > write.event_seq:
         return WriteReport(
@@ -663,15 +674,74 @@ def _outcome_before_commit(
     return None
 
 
-def _pushed(write: GitopsWrite, planned: _Commit, status: ResultStatus, commit: str) -> WriteReport:
-    """The outcome of a planned commit, with the hold it places (a release's protects it)."""
-    hold = planned.hold
+def _pushed(
+    write: GitopsWrite, meaning: _Meaning, status: ResultStatus, commit: str
+) -> WriteReport:
+    """The outcome of a commit, with the hold it places (a release's protects it)."""
+    hold = meaning.hold
     if hold is not None and write.kind is WriteKind.RELEASE:
         hold = hold.model_copy(update={"commit": commit})
     return WriteReport(
-        write.id, write.env, write.app, status, commit, hold=hold, lift_hold=planned.lift_hold,
-        version=planned.version, reverted=planned.reverted,
+        write.id, write.env, write.app, status, commit, hold=hold, lift_hold=meaning.lift_hold,
+        version=meaning.version, reverted=meaning.reverted,
     )  # fmt: skip
+
+
+def _meaning_of_found(
+    store: Store, repo: GitopsRepository, write: GitopsWrite, commit: str
+) -> _Meaning:
+    """What the write's own commit, found on the remote (I2), means: as when it was made.
+
+    Its worker pushed it and stopped before recording the outcome. A rollback
+    found that way must still hold its app, or the next policy deploy would
+    undo it; so the meaning is read back from the commit and its parent, the
+    head it was made on.
+    """
+    made = repo.commit_info(commit)
+    app_dir = layout.app_dir(write.env, write.app)
+    release_path = f"{app_dir}/{layout.RELEASE_FILE}"
+    before = repo.read_file(made.parent, release_path) if made.parent is not None else None
+    if write.kind is WriteKind.DELETE:
+        return _Meaning(lift_hold=True, version=_version_of(before))
+    if write.kind is WriteKind.ROLLBACK:
+        return _Meaning(
+            hold=_rollback_hold(write),
+            version=_version_of(repo.read_file(commit, release_path)),
+            reverted=tuple(dict.fromkeys(REVERTS.findall(made.message))),
+        )
+    return _release_meaning(store, write, live_artifact=_artifact_of(before))
+
+
+def _rollback_hold(write: GitopsWrite) -> Hold:
+    """The hold a rollback places on its app, protecting the commit it restored."""
+    who = write.release.triggered_by
+    return Hold(
+        env=write.env,
+        app=write.app,
+        reason=f"rolled back to {write.target_sha[:12]} by {who}",
+        placed_by=who,
+        event_id=write.event_id,
+        commit=write.target_sha,
+        created=int(time.time()),
+    )
+
+
+def _release_meaning(store: Store, write: GitopsWrite, *, live_artifact: str | None) -> _Meaning:
+    """A release by a person holds its app when it is older than what ran; otherwise lifts it."""
+    if write.by_policy:
+        return _Meaning()
+    who = write.release.triggered_by
+    if _is_older(store, write.release.artifact_id, than=live_artifact):
+        hold = Hold(
+            env=write.env,
+            app=write.app,
+            reason=f"{who} released {write.release.artifact_id}, older than {live_artifact}",
+            placed_by=who,
+            event_id=write.event_id,
+            created=int(time.time()),
+        )
+        return _Meaning(hold=hold)
+    return _Meaning(lift_hold=True)
 
 
 def _plan_commit(
@@ -704,8 +774,7 @@ def _plan_commit(
         return _Commit(
             AppChange(write.env, write.app, None, {}),
             layout.delete_message(write.env, write.app, who, trailers),
-            lift_hold=True,
-            version=_version_of(current.get(layout.RELEASE_FILE)),
+            _Meaning(lift_hold=True, version=_version_of(current.get(layout.RELEASE_FILE))),
         )
 
     if write.kind is WriteKind.ROLLBACK:
@@ -713,15 +782,7 @@ def _plan_commit(
         restored = repo.list_dir(target, app_dir)
         if not restored:
             return outcome(ResultStatus.FAILURE, f"{target} has no {app_dir} to roll back to")
-        rollback_hold = Hold(
-            env=write.env,
-            app=write.app,
-            reason=f"rolled back to {target[:12]} by {who}",
-            placed_by=who,
-            event_id=write.event_id,
-            commit=target,
-            created=int(time.time()),
-        )
+        rollback_hold = _rollback_hold(write)
         if restored == current:
             return dataclasses.replace(
                 outcome(
@@ -738,30 +799,20 @@ def _plan_commit(
         return _Commit(
             AppChange(write.env, write.app, restored, env_files),
             layout.rollback_message(write.env, write.app, target, reverted, who, trailers),
-            hold=rollback_hold,
-            version=_version_of(restored.get(layout.RELEASE_FILE)),
-            reverted=tuple(reverted),
+            _Meaning(
+                hold=rollback_hold,
+                version=_version_of(restored.get(layout.RELEASE_FILE)),
+                reverted=tuple(reverted),
+            ),
         )
 
     release = write.release
-    live_release = current.pop(layout.RELEASE_FILE, None)
-    live_artifact = _artifact_of(live_release)
-    by_person = not write.by_policy
+    live_artifact = _artifact_of(current.pop(layout.RELEASE_FILE, None))
     if live_artifact == release.artifact_id and current == write.files:
         return outcome(
             ResultStatus.UNCHANGED,
             f"already released: {app_dir} runs {release.artifact_id}",
-            lift_hold=by_person,
-        )
-    hold = None
-    if by_person and _is_older(store, release.artifact_id, than=live_artifact):
-        hold = Hold(
-            env=write.env,
-            app=write.app,
-            reason=f"{who} released {release.artifact_id}, older than {live_artifact}",
-            placed_by=who,
-            event_id=write.event_id,
-            created=int(time.time()),
+            lift_hold=not write.by_policy,
         )
     return _Commit(
         AppChange(
@@ -771,8 +822,7 @@ def _plan_commit(
             {layout.RELEASE_FILE: layout.release_json(release)},
         ),
         layout.deploy_message(write.env, write.app, who, trailers),
-        hold=hold,
-        lift_hold=by_person and hold is None,
+        _release_meaning(store, write, live_artifact=live_artifact),
     )
 
 

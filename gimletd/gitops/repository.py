@@ -306,17 +306,14 @@ class GitopsRepository:
                 if since_oid != head_oid and not self._repo.descendant_of(head_oid, since_oid):
                     return None
                 walker.hide(since_oid)
-            commits = [
-                CommitInfo(
-                    sha=str(commit.id),
-                    message=commit.message,
-                    time=commit.commit_time,
-                    parent=str(commit.parent_ids[0]) if commit.parent_ids else None,
-                )
-                for commit in walker
-            ]
+            commits = [_commit_info(commit) for commit in walker]
         commits.reverse()
         return commits
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        """One commit's message, time and first parent."""
+        with self._git_errors("read"):
+            return _commit_info(self._repo[sha].peel(pygit2.Commit))
 
     def app_dir_changes(self, commit: CommitInfo) -> list[AppDirChange]:
         """Every `<env>/<app>/` directory `commit` changed, compared with its first parent.
@@ -671,6 +668,15 @@ class GitopsRepository:
             yield
         except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
             raise GitOpsError(f"cannot {action} GitOps repository {self.url}: {exc}") from exc
+
+
+def _commit_info(commit: pygit2.Commit) -> CommitInfo:
+    return CommitInfo(
+        sha=str(commit.id),
+        message=commit.message,
+        time=commit.commit_time,
+        parent=str(commit.parent_ids[0]) if commit.parent_ids else None,
+    )
 
 
 def _tree_entries(tree: pygit2.Tree | None) -> dict[str, pygit2.Oid]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gimletd.errors import StoreUnavailable
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import EventType, Release, ResultStatus, WriteKind
@@ -226,3 +227,47 @@ def test_a_push_the_index_is_not_at_the_base_of_is_left_to_the_sync(
     apply_queue(store, repo, ENV, push_attempts=3, max_attempts=3)
     assert store.index_head(repo.url) is None
     assert sync_index(store, repo, repo.known_head()) == 1
+
+
+@pytest.mark.parametrize("kind", [WriteKind.ROLLBACK, WriteKind.DELETE, "older release"])
+def test_a_write_pushed_but_not_recorded_places_or_lifts_its_hold_when_found(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch, kind: WriteKind | str,
+) -> None:  # fmt: skip
+    """The worker pushed, then died before recording (I2); the retry finds the commit.
+
+    What the commit means must be recorded all the same: a rollback found on
+    the remote still holds its app, or the next policy deploy would undo it.
+    """
+    one, first_artifact = queue(store, repo, fixtures_dir, "one")
+    apply(store, repo)
+    queue(store, repo, fixtures_dir, "two")
+    apply(store, repo)
+    if kind == "older release":
+        event, _ = queue(store, repo, fixtures_dir, "one", by="bob", artifact_id=first_artifact)
+    else:
+        assert isinstance(kind, WriteKind)
+        event = queue_operation(store, repo, kind, sha=commit_of(store, one))
+    finish_writes = store.finish_writes
+
+    def database_gone(*args: object, **kwargs: object) -> bool:
+        raise StoreUnavailable("the database is unavailable: connection refused")
+
+    monkeypatch.setattr(store, "finish_writes", database_gone)
+    with pytest.raises(StoreUnavailable):
+        apply(store, repo)
+    monkeypatch.setattr(store, "finish_writes", finish_writes)
+    [pushed, *_] = gitops.commits(gitops_remote)
+    assert pushed.trailers["Gimlet-Event"] == event
+
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    assert commit_of(store, event) == pushed.sha
+    assert len(gitops.commits(gitops_remote)) == 3
+    hold = store.hold(repo.url, ENV, APP)
+    if kind is WriteKind.DELETE:
+        assert hold is None
+    else:
+        assert hold is not None and hold.event_id == event
+        three, _ = queue(store, repo, fixtures_dir, "three")
+        assert apply(store, repo) == [], "the policy deploy waits behind the hold"
+        assert store.event(three).status.value == "new"
