@@ -219,7 +219,7 @@ class Install:
                     if item is None:
                         return
                     n, body = item
-                    self._post_one(client, n, body, posted)
+                    self.post_one(client, n, body, posted)
                     time.sleep(pace)
 
         threads = [threading.Thread(target=client_loop) for _ in range(clients)]
@@ -241,7 +241,7 @@ class Install:
         return posted, thread
 
     @staticmethod
-    def _post_one(client: httpx.Client, n: int, body: dict[str, Any], posted: Posted) -> None:
+    def post_one(client: httpx.Client, n: int, body: dict[str, Any], posted: Posted) -> None:
         """Post one artifact as `gimlet artifact push` does: one Idempotency-Key for its tries."""
         deadline = time.monotonic() + 60
         key = {"Idempotency-Key": str(uuid.uuid4())}
