@@ -663,8 +663,8 @@ def _outcome_before_commit(
             matches=lambda m: layout.is_commit_of(m, write.event_id, write.env, write.app),
         )
         if found is not None:
-            return _pushed(write, _meaning_of_found(store, repo, write, found),
-                           ResultStatus.SUCCESS, found)  # fmt: skip
+            meaning = _meaning_of_found(store, repo, write, found)
+            return _pushed(write, meaning, ResultStatus.SUCCESS, found)
     newest = store.last_applied_seq(repo.url, write.env, write.app)
     if newest is not None and newest > write.event_seq:
         return WriteReport(
@@ -695,24 +695,23 @@ def _meaning_of_found(
     Its worker pushed it and stopped before recording the outcome. A rollback
     found that way must still hold its app, or the next policy deploy would
     undo it; so the meaning is read back from the commit and its parent, the
-    head it was made on.
+    head it was made on, and a hold it places dates from the commit.
     """
     made = repo.commit_info(commit)
-    app_dir = layout.app_dir(write.env, write.app)
-    release_path = f"{app_dir}/{layout.RELEASE_FILE}"
-    before = repo.read_file(made.parent, release_path) if made.parent is not None else None
-    if write.kind is WriteKind.DELETE:
-        return _Meaning(lift_hold=True, version=_version_of(before))
+    release_path = f"{layout.app_dir(write.env, write.app)}/{layout.RELEASE_FILE}"
     if write.kind is WriteKind.ROLLBACK:
         return _Meaning(
-            hold=_rollback_hold(write),
+            hold=_rollback_hold(write, created=made.time),
             version=_version_of(repo.read_file(commit, release_path)),
             reverted=tuple(dict.fromkeys(REVERTS.findall(made.message))),
         )
-    return _release_meaning(store, write, live_artifact=_artifact_of(before))
+    before = repo.read_file(made.parent, release_path) if made.parent is not None else None
+    if write.kind is WriteKind.DELETE:
+        return _Meaning(lift_hold=True, version=_version_of(before))
+    return _release_meaning(store, write, live_artifact=_artifact_of(before), created=made.time)
 
 
-def _rollback_hold(write: GitopsWrite) -> Hold:
+def _rollback_hold(write: GitopsWrite, *, created: int) -> Hold:
     """The hold a rollback places on its app, protecting the commit it restored."""
     who = write.release.triggered_by
     return Hold(
@@ -722,11 +721,13 @@ def _rollback_hold(write: GitopsWrite) -> Hold:
         placed_by=who,
         event_id=write.event_id,
         commit=write.target_sha,
-        created=int(time.time()),
+        created=created,
     )
 
 
-def _release_meaning(store: Store, write: GitopsWrite, *, live_artifact: str | None) -> _Meaning:
+def _release_meaning(
+    store: Store, write: GitopsWrite, *, live_artifact: str | None, created: int
+) -> _Meaning:
     """A release by a person holds its app when it is older than what ran; otherwise lifts it."""
     if write.by_policy:
         return _Meaning()
@@ -738,7 +739,7 @@ def _release_meaning(store: Store, write: GitopsWrite, *, live_artifact: str | N
             reason=f"{who} released {write.release.artifact_id}, older than {live_artifact}",
             placed_by=who,
             event_id=write.event_id,
-            created=int(time.time()),
+            created=created,
         )
         return _Meaning(hold=hold)
     return _Meaning(lift_hold=True)
@@ -782,7 +783,7 @@ def _plan_commit(
         restored = repo.list_dir(target, app_dir)
         if not restored:
             return outcome(ResultStatus.FAILURE, f"{target} has no {app_dir} to roll back to")
-        rollback_hold = _rollback_hold(write)
+        rollback_hold = _rollback_hold(write, created=int(time.time()))
         if restored == current:
             return dataclasses.replace(
                 outcome(
@@ -822,7 +823,7 @@ def _plan_commit(
             {layout.RELEASE_FILE: layout.release_json(release)},
         ),
         layout.deploy_message(write.env, write.app, who, trailers),
-        _release_meaning(store, write, live_artifact=live_artifact),
+        _release_meaning(store, write, live_artifact=live_artifact, created=int(time.time())),
     )
 
 

@@ -135,16 +135,28 @@ class _WriteQueuedCursor(sqlite3.Cursor):
             self.connection._unlock_unless_writing()
 
 
-def _open_lock_file(database: str) -> int | None:
-    """The descriptor of `<database>.writer.lock`; None for a database with no file of its own."""
+def writer_lock_path(database: str) -> str | None:
+    """The lock file writers to `database` queue on; None for a database with no file of its own.
+
+    Public for tools that must hold the writers back, as a test does to stop a worker
+    between two of its steps.
+    """
     path = database.removeprefix("file:").split("?", 1)[0]
     if path in ("", ":memory:") or "mode=memory" in database:
         return None
+    return f"{path}.writer.lock"
+
+
+def _open_lock_file(database: str) -> int | None:
+    """The descriptor of `<database>.writer.lock`; None for a database with no file of its own."""
+    path = writer_lock_path(database)
+    if path is None:
+        return None
     try:
-        return os.open(f"{path}.writer.lock", os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
     except OSError:
         try:  # a read-only volume: flock works on a descriptor opened for reading too
-            return os.open(f"{path}.writer.lock", os.O_RDONLY)
+            return os.open(path, os.O_RDONLY)
         except OSError:
             return None  # nowhere to keep the lock: SQLite's own locking still holds
 

@@ -311,7 +311,7 @@ class GitopsRepository:
         return commits
 
     def commit_info(self, sha: str) -> CommitInfo:
-        """One commit's message, time and first parent."""
+        """One commit's message, time and first parent: what a write found pushed meant."""
         with self._git_errors("read"):
             return _commit_info(self._repo[sha].peel(pygit2.Commit))
 
@@ -671,6 +671,7 @@ class GitopsRepository:
 
 
 def _commit_info(commit: pygit2.Commit) -> CommitInfo:
+    """What the release index and a found write need of a commit (its first parent only)."""
     return CommitInfo(
         sha=str(commit.id),
         message=commit.message,

@@ -14,7 +14,7 @@ from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import EventType, Release, ResultStatus, WriteKind
 from gimletd.release import apply_queue, plan_operation
-from gimletd.store import IndexHead, PlannedWrite, Store
+from gimletd.store import IndexHead, PlannedWrite, Store, WriteReport
 from tests.conftest import migrated
 from tests.core.test_release import seed_artifact
 from tests.support import gitops
@@ -229,45 +229,93 @@ def test_a_push_the_index_is_not_at_the_base_of_is_left_to_the_sync(
     assert sync_index(store, repo, repo.known_head()) == 1
 
 
-@pytest.mark.parametrize("kind", [WriteKind.ROLLBACK, WriteKind.DELETE, "older release"])
-def test_a_write_pushed_but_not_recorded_places_or_lifts_its_hold_when_found(
-    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
-    monkeypatch: pytest.MonkeyPatch, kind: WriteKind | str,
-) -> None:  # fmt: skip
-    """The worker pushed, then died before recording (I2); the retry finds the commit.
-
-    What the commit means must be recorded all the same: a rollback found on
-    the remote still holds its app, or the next policy deploy would undo it.
-    """
-    one, first_artifact = queue(store, repo, fixtures_dir, "one")
-    apply(store, repo)
-    queue(store, repo, fixtures_dir, "two")
-    apply(store, repo)
-    if kind == "older release":
-        event, _ = queue(store, repo, fixtures_dir, "one", by="bob", artifact_id=first_artifact)
-    else:
-        assert isinstance(kind, WriteKind)
-        event = queue_operation(store, repo, kind, sha=commit_of(store, one))
-    finish_writes = store.finish_writes
+def push_but_do_not_record(
+    store: Store, repo: GitopsRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apply the queue as a worker that pushed and lost the database before recording."""
 
     def database_gone(*args: object, **kwargs: object) -> bool:
         raise StoreUnavailable("the database is unavailable: connection refused")
 
-    monkeypatch.setattr(store, "finish_writes", database_gone)
-    with pytest.raises(StoreUnavailable):
-        apply(store, repo)
-    monkeypatch.setattr(store, "finish_writes", finish_writes)
-    [pushed, *_] = gitops.commits(gitops_remote)
-    assert pushed.trailers["Gimlet-Event"] == event
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "finish_writes", database_gone)
+        with pytest.raises(StoreUnavailable):
+            apply(store, repo)
 
-    assert apply(store, repo) == [ResultStatus.SUCCESS]
-    assert commit_of(store, event) == pushed.sha
-    assert len(gitops.commits(gitops_remote)) == 3
+
+def apply_found(store: Store, repo: GitopsRepository, event_id: str, remote: Path) -> WriteReport:
+    """Apply the queue again: the write's own commit is found (I2), not made twice."""
+    [pushed, *_] = gitops.commits(remote)
+    assert pushed.trailers["Gimlet-Event"] == event_id
+    [report] = apply_queue(store, repo, ENV, push_attempts=3, max_attempts=3).reports
+    assert (report.status, report.commit) == (ResultStatus.SUCCESS, pushed.sha)
+    assert [c.sha for c in gitops.commits(remote)].count(pushed.sha) == 1
+    assert commit_of(store, event_id) == pushed.sha
+    return report
+
+
+def test_a_rollback_found_pushed_but_not_recorded_still_holds_its_app(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The worker pushed the rollback, then died before recording it.
+
+    Recorded as a bare success, the next policy deploy would undo the rollback.
+    """
+    one, _ = queue(store, repo, fixtures_dir, "one")
+    apply(store, repo)
+    two, _ = queue(store, repo, fixtures_dir, "two")
+    apply(store, repo)
+    target = commit_of(store, one)
+    rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=target)
+    push_but_do_not_record(store, repo, monkeypatch)
+    pushed_at = int(gitops.git(gitops_remote, "log", "-1", "--format=%ct", "main"))
+
+    report = apply_found(store, repo, rollback, gitops_remote)
+
+    assert report.reverted == (commit_of(store, two),)
     hold = store.hold(repo.url, ENV, APP)
-    if kind is WriteKind.DELETE:
-        assert hold is None
-    else:
-        assert hold is not None and hold.event_id == event
-        three, _ = queue(store, repo, fixtures_dir, "three")
-        assert apply(store, repo) == [], "the policy deploy waits behind the hold"
-        assert store.event(three).status.value == "new"
+    assert hold is not None and (hold.event_id, hold.commit) == (rollback, target)
+    assert hold.created == pushed_at
+    three, _ = queue(store, repo, fixtures_dir, "three")
+    assert apply(store, repo) == [], "the policy deploy waits behind the hold"
+    assert store.event(three).status.value == "new"
+    assert deployed_tag(gitops_remote) == "tag: one"
+
+
+def test_an_older_release_found_pushed_but_not_recorded_still_holds_its_app(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    _, older = queue(store, repo, fixtures_dir, "one")
+    apply(store, repo)
+    queue(store, repo, fixtures_dir, "two")
+    apply(store, repo)
+    release, _ = queue(store, repo, fixtures_dir, "one", by="bob", artifact_id=older)
+    push_but_do_not_record(store, repo, monkeypatch)
+
+    report = apply_found(store, repo, release, gitops_remote)
+
+    hold = store.hold(repo.url, ENV, APP)
+    assert hold is not None and (hold.event_id, hold.commit) == (release, report.commit)
+    queue(store, repo, fixtures_dir, "three")
+    assert apply(store, repo) == [], "the policy deploy waits behind the hold"
+
+
+def test_a_delete_found_pushed_but_not_recorded_still_lifts_the_hold(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    one, _ = queue(store, repo, fixtures_dir, "one")
+    apply(store, repo)
+    queue(store, repo, fixtures_dir, "two")
+    apply(store, repo)
+    queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
+    apply(store, repo)
+    assert store.hold(repo.url, ENV, APP) is not None
+    delete = queue_operation(store, repo, WriteKind.DELETE)
+    push_but_do_not_record(store, repo, monkeypatch)
+
+    apply_found(store, repo, delete, gitops_remote)
+
+    assert store.hold(repo.url, ENV, APP) is None
