@@ -254,6 +254,17 @@ def apply_found(store: Store, repo: GitopsRepository, event_id: str, remote: Pat
     return report
 
 
+def release_one_and_two(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """Two policy deploys applied one after the other: (event, artifact) of each."""
+    one = queue(store, repo, fixtures_dir, "one")
+    apply(store, repo)
+    two = queue(store, repo, fixtures_dir, "two")
+    apply(store, repo)
+    return one, two
+
+
 def test_a_rollback_found_pushed_but_not_recorded_still_holds_its_app(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -262,10 +273,7 @@ def test_a_rollback_found_pushed_but_not_recorded_still_holds_its_app(
 
     Recorded as a bare success, the next policy deploy would undo the rollback.
     """
-    one, _ = queue(store, repo, fixtures_dir, "one")
-    apply(store, repo)
-    two, _ = queue(store, repo, fixtures_dir, "two")
-    apply(store, repo)
+    (one, _), (two, _) = release_one_and_two(store, repo, fixtures_dir)
     target = commit_of(store, one)
     rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=target)
     push_but_do_not_record(store, repo, monkeypatch)
@@ -287,10 +295,7 @@ def test_an_older_release_found_pushed_but_not_recorded_still_holds_its_app(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    _, older = queue(store, repo, fixtures_dir, "one")
-    apply(store, repo)
-    queue(store, repo, fixtures_dir, "two")
-    apply(store, repo)
+    (_, older), _ = release_one_and_two(store, repo, fixtures_dir)
     release, _ = queue(store, repo, fixtures_dir, "one", by="bob", artifact_id=older)
     push_but_do_not_record(store, repo, monkeypatch)
 
@@ -306,10 +311,7 @@ def test_a_delete_found_pushed_but_not_recorded_still_lifts_the_hold(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    one, _ = queue(store, repo, fixtures_dir, "one")
-    apply(store, repo)
-    queue(store, repo, fixtures_dir, "two")
-    apply(store, repo)
+    (one, _), _ = release_one_and_two(store, repo, fixtures_dir)
     queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
     apply(store, repo)
     assert store.hold(repo.url, ENV, APP) is not None

@@ -14,6 +14,7 @@ import contextlib
 import copy
 import itertools
 import os
+import random
 import re
 import signal
 import threading
@@ -158,6 +159,14 @@ class Install:
         mid_write = bool(pids & self._lock_holder_pids())
         self.kills_mid_write += mid_write
         return mid_write
+
+    def kill_writers(self, kills: int, *, seed: int, pause: tuple[float, float]) -> None:
+        """Kill a writing worker `kills` times, each after a random pause, and replace it."""
+        chance = random.Random(seed)
+        for _ in range(kills):
+            time.sleep(chance.uniform(*pause))
+            self.kill_writing_worker()
+            self.add_worker()
 
     def _lock_holder_pids(self) -> set[int]:
         """The pids that hold a GitOps lock now, as their lock tokens name them."""

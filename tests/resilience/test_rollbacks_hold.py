@@ -15,7 +15,6 @@ import fcntl
 import functools
 import itertools
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -234,11 +233,7 @@ def _roll_back_and_deploy_while_killing(
 
     poster = threading.Thread(target=post)
     poster.start()
-    chance = random.Random(3)
-    for _ in range(KILLS):
-        time.sleep(chance.uniform(0.2, 0.6))
-        install.kill_writing_worker()
-        install.add_worker()
+    install.kill_writers(KILLS, seed=3, pause=(0.2, 0.6))
     poster.join()
     if failures:
         raise failures[0]

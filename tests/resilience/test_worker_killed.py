@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,11 +32,7 @@ def test_workers_killed_mid_write_lose_nothing_and_apply_nothing_twice(
     posted, poster = install.post_in_background(
         releases(artifact, range(ARTIFACTS), ENVIRONMENTS), clients=2, pace=0.15
     )
-    chance = random.Random(8)
-    for _ in range(KILLS):
-        time.sleep(chance.uniform(0.3, 1.0))
-        install.kill_writing_worker()
-        install.add_worker()
+    install.kill_writers(KILLS, seed=8, pause=(0.3, 1.0))
     poster.join()
     last_kill = time.monotonic()  # or the last artifact, which came later
     install.wait_until_settled(posted.accepted.values(), timeout=90)
