@@ -292,9 +292,10 @@ def apply_queue(
     deploy with a newer policy deploy of its app queued behind it is recorded
     as superseded: only the newest is committed.
 
-    Releases queued one after another are committed one after another, each
-    with its own commit and trailers, and pushed once (up to MAX_BATCH); a
-    rollback or a delete is pushed on its own, as it reads the index.
+    Policy deploys queued one after another are committed one after another,
+    each with its own commit and trailers, and pushed once (up to MAX_BATCH); a
+    rollback, a delete or a release by a person is pushed and recorded on its
+    own, so the hold it places or lifts is seen by the writes behind it.
 
     `keep_alive` renews the lock and raises `LockLost` when another worker took it
     over; that ends this call at once, without touching the write. Any other
@@ -398,11 +399,13 @@ def apply_queue(
             # Its retry delay is not over: this drain ends, without counting an attempt.
             flush()
             raise WriteDeferred(waits, f"{write.env}/{write.app} waits for its retry")
-        write, outcome = _settle(store, write, queue[index + 1 :], max_attempts=max_attempts)
+        write, outcome = _settle(store, repo, write, queue[index + 1 :], max_attempts=max_attempts)
         if outcome is not None:
             settled.append(outcome)
             continue
-        alone = write.kind is not WriteKind.RELEASE
+        # A rollback or delete reads the index; a release by a person may place or lift a
+        # hold that the next policy deploy must see. Each is pushed and recorded on its own.
+        alone = not write.by_policy
         if alone:
             flush()
         batch.append(write)
@@ -419,25 +422,47 @@ EMPTY_BRANCH = "0" * 40
 
 
 def _settle(
-    store: Store, write: GitopsWrite, queued_after: list[GitopsWrite], *, max_attempts: int
+    store: Store,
+    repo: GitopsRepository,
+    write: GitopsWrite,
+    queued_after: list[GitopsWrite],
+    *,
+    max_attempts: int,
 ) -> tuple[GitopsWrite, WriteReport | None]:
     """The write with its attempts counted, and its outcome when it needs no commit."""
     if write.status is ResultStatus.APPLYING:
         # The worker that was applying it died (or its lock expired): an attempt.
         store.count_write_attempt(write.id)
-        write = dataclasses.replace(write, attempts=write.attempts + 1)
+        write = dataclasses.replace(write, attempts=write.attempts + 1, problem="")
     if write.attempts >= max_attempts:
-        return write, WriteReport(
-            write.id, write.env, write.app, ResultStatus.FAILURE,
-            desc=f"gave up after {write.attempts} attempts: the workers applying "
-            "it stopped before recording an outcome",
-        )  # fmt: skip
+        return write, _give_up(store, repo, write)
     if not write.started and newer_policy_deploy(write, queued_after):
         return write, WriteReport(
             write.id, write.env, write.app, ResultStatus.SUPERSEDED,
             desc=f"a newer policy deploy of {write.env}/{write.app} was queued behind it",
         )  # fmt: skip
     return write, None
+
+
+def _give_up(store: Store, repo: GitopsRepository, write: GitopsWrite) -> WriteReport:
+    """The outcome of a write out of attempts: failed, unless its own commit landed after all.
+
+    A started write may have been pushed by the attempt that used up its budget:
+    its worker died before recording, or the push landed and then failed to say
+    so. Recorded as failed, its commit would run unrecorded, and a rollback's
+    app unprotected; so the remote is searched for it first (I2).
+    """
+    why = write.problem or "the workers applying it stopped before recording an outcome"
+    reason = f"gave up after {write.attempts} attempts: {why}"
+    if write.started:
+        try:
+            found = _own_commit(store, repo, write, repo.fetch(), write.base_sha)
+        except GitOpsError as exc:
+            reason += f"; whether its commit reached the remote could not be checked: {exc}"
+        else:
+            if found is not None:
+                return found
+    return WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=reason)
 
 
 @dataclass(frozen=True)
@@ -482,7 +507,10 @@ def _attempt_batch(
         failed = []
         delay = min(2.0 ** (min(w.attempts for w in batch) + 1), MAX_RETRY_DELAY)
         for write in batch:
-            if write.attempts + 1 >= max_attempts:
+            # One that may have been pushed is deferred even out of attempts: the next
+            # drain gives it up only after looking for its commit (`_give_up`).
+            maybe_pushed = progress.pushing or write.started
+            if write.attempts + 1 >= max_attempts and not maybe_pushed:
                 failed.append(
                     WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc))
                 )
@@ -656,15 +684,9 @@ def _outcome_before_commit(
     base: str | None,
 ) -> WriteReport | None:
     """The outcome of a write that needs no new commit: pushed already, or superseded."""
-    if head is not None and base is not None:
-        found = repo.find_commit(
-            head,
-            since=base or None,
-            matches=lambda m: layout.is_commit_of(m, write.event_id, write.env, write.app),
-        )
-        if found is not None:
-            meaning = _meaning_of_found(store, repo, write, found)
-            return _pushed(write, meaning, ResultStatus.SUCCESS, found)
+    found = _own_commit(store, repo, write, head, base)
+    if found is not None:
+        return found
     newest = store.last_applied_seq(repo.url, write.env, write.app)
     if newest is not None and newest > write.event_seq:
         return WriteReport(
@@ -672,6 +694,25 @@ def _outcome_before_commit(
             f"a release accepted later was applied to {write.env}/{write.app} first",
         )  # fmt: skip
     return None
+
+
+def _own_commit(
+    store: Store, repo: GitopsRepository, write: GitopsWrite, head: str | None, base: str | None
+) -> WriteReport | None:
+    """The success of a write whose own commit is on `head` after `base` (None: not looked for).
+
+    Found by its trailers (I2), with what the commit means (`_meaning_of_found`).
+    """
+    if head is None or base is None:
+        return None
+    found = repo.find_commit(
+        head,
+        since=base or None,
+        matches=lambda m: layout.is_commit_of(m, write.event_id, write.env, write.app),
+    )
+    if found is None:
+        return None
+    return _pushed(write, _meaning_of_found(store, repo, write, found), ResultStatus.SUCCESS, found)
 
 
 def _pushed(

@@ -436,6 +436,8 @@ class GitopsWrite:
     kind: WriteKind
     target_sha: str
     forced: bool
+    #: Why its last attempt failed, as `defer_write` noted it ("" when none did).
+    problem: str = ""
 
     @property
     def by_policy(self) -> bool:
@@ -2224,6 +2226,7 @@ def _write_from_row(row: GitopsWriteRow | Row[Any]) -> GitopsWrite:
         kind=WriteKind(row.kind),
         target_sha=row.target_sha,
         forced=row.forced,
+        problem=row.status_desc or "",
     )
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from gimletd.errors import StoreUnavailable
+from gimletd.errors import GitOpsError, StoreUnavailable, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import EventType, Release, ResultStatus, WriteKind
 from gimletd.release import apply_queue, plan_operation
 from gimletd.store import IndexHead, PlannedWrite, Store, WriteReport
 from tests.conftest import migrated
-from tests.core.test_release import seed_artifact
+from tests.core.test_release import retry_delays_pass, seed_artifact
 from tests.support import gitops
 
 ENV, APP = "staging", "frontend"
@@ -321,3 +321,100 @@ def test_a_delete_found_pushed_but_not_recorded_still_lifts_the_hold(
     apply_found(store, repo, delete, gitops_remote)
 
     assert store.hold(repo.url, ENV, APP) is None
+
+
+def use_up_attempts_but_one(store: Store, repo: GitopsRepository) -> None:
+    """As if every write of the queue had failed all its attempts but the last."""
+    for write in store.unfinished_writes(repo.url, ENV):
+        for _ in range(2):  # `apply` gives a write 3
+            store.count_write_attempt(write.id)
+
+
+def test_a_rollback_pushed_by_its_last_attempt_is_found_not_given_up(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Its worker died between push and record on the last attempt: found, and it holds."""
+    (one, _), _ = release_one_and_two(store, repo, fixtures_dir)
+    rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
+    use_up_attempts_but_one(store, repo)
+    push_but_do_not_record(store, repo, monkeypatch)
+
+    apply_found(store, repo, rollback, gitops_remote)
+
+    hold = store.hold(repo.url, ENV, APP)
+    assert hold is not None and hold.event_id == rollback
+    queue(store, repo, fixtures_dir, "three")
+    assert apply(store, repo) == [], "the policy deploy waits behind the hold"
+    assert deployed_tag(gitops_remote) == "tag: one"
+
+
+def test_a_push_that_lands_and_then_fails_on_the_last_attempt_is_found_not_given_up(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The remote took the push and the connection broke before it said so."""
+    (one, _), _ = release_one_and_two(store, repo, fixtures_dir)
+    rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
+    use_up_attempts_but_one(store, repo)
+    push = repo.push
+
+    def lands_then_fails(commit: str, *, expected: str | None) -> None:
+        push(commit, expected=expected)
+        raise GitOpsError("git push: the remote end hung up unexpectedly")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(repo, "push", lands_then_fails)
+        with pytest.raises(WriteDeferred):
+            apply(store, repo)
+    assert store.event(rollback).status.value == "new", "not given up: it may have landed"
+    retry_delays_pass(store)
+
+    apply_found(store, repo, rollback, gitops_remote)
+
+    hold = store.hold(repo.url, ENV, APP)
+    assert hold is not None and hold.event_id == rollback
+
+
+def test_a_started_write_out_of_attempts_is_failed_when_the_remote_cannot_be_searched(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Every event ends (I5): an unreachable remote cannot keep a write waiting forever."""
+    event, _ = queue(store, repo, fixtures_dir, "one")
+    use_up_attempts_but_one(store, repo)
+
+    def push_fails(*args: object, **kwargs: object) -> None:
+        raise GitOpsError("git push: connection reset by peer")
+
+    def fetch_fails(*args: object, **kwargs: object) -> None:
+        raise GitOpsError("git fetch: could not read from remote repository")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(repo, "push", push_fails)
+        with pytest.raises(WriteDeferred):
+            apply(store, repo)
+        retry_delays_pass(store)
+        patched.setattr(repo, "fetch", fetch_fails)
+        assert apply(store, repo) == [ResultStatus.FAILURE]
+    assert store.event(event).results[0].status_desc == (
+        "gave up after 3 attempts: git push: connection reset by peer; whether its commit "
+        "reached the remote could not be checked: git fetch: could not read from remote "
+        "repository"
+    )
+
+
+def test_a_policy_deploy_behind_an_older_release_by_a_person_waits_for_its_hold(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """Queued together, the deploy must see the hold the release places, as in two drains."""
+    (_, older), _ = release_one_and_two(store, repo, fixtures_dir)
+    release, _ = queue(store, repo, fixtures_dir, "one", by="bob", artifact_id=older)
+    deploy, _ = queue(store, repo, fixtures_dir, "three")
+
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+
+    assert deployed_tag(gitops_remote) == "tag: one"
+    hold = store.hold(repo.url, ENV, APP)
+    assert hold is not None and hold.event_id == release
+    assert store.event(deploy).status.value == "new"
