@@ -25,6 +25,7 @@ from gimletd.errors import (
     GitOpsError,
     LockLost,
     PushRejected,
+    StoreUnavailable,
     WriteDeferred,
 )
 from gimletd.gitops import layout
@@ -302,18 +303,23 @@ def apply_queue(
     failure of a push (an unreachable remote, a full disk, a bug) counts as one
     attempt of each write in it: they are deferred and `WriteDeferred` raised, so
     the caller retries after the delay and later writes keep waiting behind them;
-    after `max_attempts` a write is recorded as failed and the queue moves on.
+    after `max_attempts` a write is recorded as failed and the queue moves on,
+    once its commit was looked for on the remote when an attempt may have pushed
+    it (found, it is a success: `_give_up`).
 
     Each outcome is recorded with its notice (see `write_notice`) for the
     targets `targets_for` names, and `send` queues its deliveries at once, so
     a drain that ends in `WriteDeferred` or `LockLost` leaves none to the sweep.
     The outcomes of one push, and those settled without a commit since the last
     (superseded, given up), are recorded in one transaction: a drain pays a
-    database commit per push, not per write. A drain that stops before
-    recording them leaves them unfinished, and the next drain settles them again.
+    database commit per push, not per write. A write given up but found pushed
+    with a hold to place or lift is recorded at once, before the writes behind
+    it. A drain that stops before recording them leaves them unfinished, and the
+    next drain settles them again.
     """
     reports: list[WriteReport] = []
     waiting: list[int] = []
+    remote = _RemoteLook(store, repo, keep_alive)
     lock = store.env_lock(repo.url, env)
     queue = store.unfinished_writes(repo.url, env)
     writes = {write.id: write for write in queue}
@@ -399,9 +405,13 @@ def apply_queue(
             # Its retry delay is not over: this drain ends, without counting an attempt.
             flush()
             raise WriteDeferred(waits, f"{write.env}/{write.app} waits for its retry")
-        write, outcome = _settle(store, repo, write, queue[index + 1 :], max_attempts=max_attempts)
+        write, outcome = _settle(
+            store, write, queue[index + 1 :], max_attempts=max_attempts, remote=remote
+        )
         if outcome is not None:
             settled.append(outcome)
+            if outcome.hold is not None or outcome.lift_hold:
+                flush()  # a write given up found pushed: the writes behind see its hold
             continue
         # A rollback or delete reads the index; a release by a person may place or lift a
         # hold that the next policy deploy must see. Each is pushed and recorded on its own.
@@ -423,11 +433,11 @@ EMPTY_BRANCH = "0" * 40
 
 def _settle(
     store: Store,
-    repo: GitopsRepository,
     write: GitopsWrite,
     queued_after: list[GitopsWrite],
     *,
     max_attempts: int,
+    remote: _RemoteLook,
 ) -> tuple[GitopsWrite, WriteReport | None]:
     """The write with its attempts counted, and its outcome when it needs no commit."""
     if write.status is ResultStatus.APPLYING:
@@ -435,7 +445,7 @@ def _settle(
         store.count_write_attempt(write.id)
         write = dataclasses.replace(write, attempts=write.attempts + 1, problem="")
     if write.attempts >= max_attempts:
-        return write, _give_up(store, repo, write)
+        return write, remote.give_up(write)
     if not write.started and newer_policy_deploy(write, queued_after):
         return write, WriteReport(
             write.id, write.env, write.app, ResultStatus.SUPERSEDED,
@@ -444,25 +454,55 @@ def _settle(
     return write, None
 
 
-def _give_up(store: Store, repo: GitopsRepository, write: GitopsWrite) -> WriteReport:
-    """The outcome of a write out of attempts: failed, unless its own commit landed after all.
+class _RemoteLook:
+    """Gives up writes out of attempts, looking for their commits on one fetch per drain."""
 
-    A started write may have been pushed by the attempt that used up its budget:
-    its worker died before recording, or the push landed and then failed to say
-    so. Recorded as failed, its commit would run unrecorded, and a rollback's
-    app unprotected; so the remote is searched for it first (I2).
-    """
-    why = write.problem or "the workers applying it stopped before recording an outcome"
-    reason = f"gave up after {write.attempts} attempts: {why}"
-    if write.started:
-        try:
-            found = _own_commit(store, repo, write, repo.fetch(), write.base_sha)
-        except GitOpsError as exc:
-            reason += f"; whether its commit reached the remote could not be checked: {exc}"
-        else:
-            if found is not None:
-                return found
-    return WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=reason)
+    def __init__(
+        self, store: Store, repo: GitopsRepository, keep_alive: Callable[[], None]
+    ) -> None:
+        self._store, self._repo, self._keep_alive = store, repo, keep_alive
+        self._head: str | None = None
+        self._problem: str | None = None  # why the remote could not be searched
+        self._fetched = False
+
+    def give_up(self, write: GitopsWrite) -> WriteReport:
+        """The outcome of a write out of attempts: failed, unless its commit landed after all.
+
+        A started write may have been pushed by the attempt that used up its
+        budget: its worker died before recording, or the push landed and then
+        failed to say so. Recorded as failed, its commit would run unrecorded,
+        and a rollback's app unprotected; so the remote is searched for it first
+        (I2). When that search fails the write fails all the same, saying so,
+        so that every event ends (I5); only the store going away is raised.
+        """
+        why = write.problem or "the workers applying it stopped before recording an outcome"
+        reason = f"gave up after {write.attempts} attempts: {why}"
+        if write.started:
+            try:
+                found = _own_commit(self._store, self._repo, write, self._fetch(), write.base_sha)
+            except (StoreUnavailable, LockLost):
+                raise
+            except Exception as exc:
+                if not isinstance(exc, GitOpsError):
+                    log.exception("looking for the commit of %s/%s failed", write.env, write.app)
+                reason += f"; whether its commit reached the remote could not be checked: {exc}"
+            else:
+                if found is not None:
+                    return found
+        return WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=reason)
+
+    def _fetch(self) -> str | None:
+        """The remote head, fetched once per drain; a failed fetch is not tried again."""
+        if not self._fetched:
+            self._fetched = True
+            self._keep_alive()
+            try:
+                self._head = self._repo.fetch()
+            except GitOpsError as exc:
+                self._problem = str(exc)
+        if self._problem is not None:
+            raise GitOpsError(self._problem)
+        return self._head
 
 
 @dataclass(frozen=True)
@@ -485,8 +525,10 @@ def _attempt_batch(
 ) -> _Attempt:
     """One attempt at pushing a batch: its outcomes, or the failure that defers it.
 
-    A write out of attempts is reported failed; the others are deferred and the
-    returned `WriteDeferred` says for how long.
+    A write out of attempts that no attempt can have pushed is reported failed;
+    the others are deferred (one that may have been pushed even out of attempts,
+    for the next drain to look for its commit) and the returned `WriteDeferred`
+    says for how long.
 
     :raise LockLost: another worker took over the environment; nothing was recorded.
     """
@@ -512,7 +554,13 @@ def _attempt_batch(
             maybe_pushed = progress.pushing or write.started
             if write.attempts + 1 >= max_attempts and not maybe_pushed:
                 failed.append(
-                    WriteReport(write.id, write.env, write.app, ResultStatus.FAILURE, desc=str(exc))
+                    WriteReport(
+                        write.id,
+                        write.env,
+                        write.app,
+                        ResultStatus.FAILURE,
+                        desc=f"gave up after {write.attempts + 1} attempts: {exc}",
+                    )
                 )
             else:
                 store.defer_write(

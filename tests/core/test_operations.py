@@ -16,7 +16,7 @@ from gimletd.models import EventType, Release, ResultStatus, WriteKind
 from gimletd.release import apply_queue, plan_operation
 from gimletd.store import IndexHead, PlannedWrite, Store, WriteReport
 from tests.conftest import migrated
-from tests.core.test_release import retry_delays_pass, seed_artifact
+from tests.core.test_release import queue_release, retry_delays_pass, seed_artifact
 from tests.support import gitops
 
 ENV, APP = "staging", "frontend"
@@ -334,18 +334,21 @@ def test_a_rollback_pushed_by_its_last_attempt_is_found_not_given_up(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """Its worker died between push and record on the last attempt: found, and it holds."""
+    """Its worker died between push and record on the last attempt: found, and it holds.
+
+    Also for the policy deploy queued right behind it, in the same drain.
+    """
     (one, _), _ = release_one_and_two(store, repo, fixtures_dir)
     rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
     use_up_attempts_but_one(store, repo)
     push_but_do_not_record(store, repo, monkeypatch)
+    three, _ = queue(store, repo, fixtures_dir, "three")
 
     apply_found(store, repo, rollback, gitops_remote)
 
     hold = store.hold(repo.url, ENV, APP)
     assert hold is not None and hold.event_id == rollback
-    queue(store, repo, fixtures_dir, "three")
-    assert apply(store, repo) == [], "the policy deploy waits behind the hold"
+    assert store.event(three).status.value == "new", "the policy deploy waits behind the hold"
     assert deployed_tag(gitops_remote) == "tag: one"
 
 
@@ -380,14 +383,20 @@ def test_a_started_write_out_of_attempts_is_failed_when_the_remote_cannot_be_sea
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """Every event ends (I5): an unreachable remote cannot keep a write waiting forever."""
+    """Every event ends (I5): an unreachable remote cannot keep a write waiting forever.
+
+    The remote is tried once for all the writes of a drain, not once per write.
+    """
     event, _ = queue(store, repo, fixtures_dir, "one")
+    queue_release(store, fixtures_dir, repo, "two", app="backend")  # pushed with it
     use_up_attempts_but_one(store, repo)
+    fetches: list[str] = []
 
     def push_fails(*args: object, **kwargs: object) -> None:
         raise GitOpsError("git push: connection reset by peer")
 
     def fetch_fails(*args: object, **kwargs: object) -> None:
+        fetches.append("fetch")
         raise GitOpsError("git fetch: could not read from remote repository")
 
     with monkeypatch.context() as patched:
@@ -396,7 +405,8 @@ def test_a_started_write_out_of_attempts_is_failed_when_the_remote_cannot_be_sea
             apply(store, repo)
         retry_delays_pass(store)
         patched.setattr(repo, "fetch", fetch_fails)
-        assert apply(store, repo) == [ResultStatus.FAILURE]
+        assert apply(store, repo) == [ResultStatus.FAILURE, ResultStatus.FAILURE]
+    assert fetches == ["fetch"]
     assert store.event(event).results[0].status_desc == (
         "gave up after 3 attempts: git push: connection reset by peer; whether its commit "
         "reached the remote could not be checked: git fetch: could not read from remote "
