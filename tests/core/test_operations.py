@@ -12,7 +12,7 @@ import pytest
 from gimletd.errors import GitOpsError, StoreUnavailable, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
-from gimletd.models import EventType, Release, ResultStatus, WriteKind
+from gimletd.models import EventType, Hold, Release, ResultStatus, WriteKind
 from gimletd.release import apply_queue, plan_operation
 from gimletd.store import IndexHead, PlannedWrite, Store, WriteReport
 from tests.conftest import migrated
@@ -79,6 +79,14 @@ def commit_of(store: Store, event_id: str) -> str:
     return store.event(event_id).results[0].hash
 
 
+def held_by(store: Store, repo: GitopsRepository, event_id: str) -> Hold:
+    """The hold on the app, which the write of `event_id` placed."""
+    hold = store.hold(repo.url, ENV, APP)
+    assert hold is not None, "the app is not held"
+    assert hold.event_id == event_id, f"held by {hold.event_id}, not {event_id}"
+    return hold
+
+
 def test_a_rollback_restores_the_files_names_the_reverted_commits_and_holds_the_app(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
 ) -> None:
@@ -100,8 +108,7 @@ def test_a_rollback_restores_the_files_names_the_reverted_commits_and_holds_the_
     assert f"This reverts commit {commit_of(store, three)}." in commit.message
     assert f"This reverts commit {commit_of(store, two)}." in commit.message
     assert commit.trailers["Gimlet-Triggered-By"] == "bob"
-    hold = store.hold(repo.url, ENV, APP)
-    assert hold is not None and hold.commit == target and hold.event_id == rollback
+    assert held_by(store, repo, rollback).commit == target
     # A policy deploy now waits behind the hold; lifting it lets the deploy through.
     four, _ = queue(store, repo, fixtures_dir, "four")
     assert apply(store, repo) == []
@@ -282,8 +289,8 @@ def test_a_rollback_found_pushed_but_not_recorded_still_holds_its_app(
     report = apply_found(store, repo, rollback, gitops_remote)
 
     assert report.reverted == (commit_of(store, two),)
-    hold = store.hold(repo.url, ENV, APP)
-    assert hold is not None and (hold.event_id, hold.commit) == (rollback, target)
+    hold = held_by(store, repo, rollback)
+    assert hold.commit == target
     assert hold.created == pushed_at
     three, _ = queue(store, repo, fixtures_dir, "three")
     assert apply(store, repo) == [], "the policy deploy waits behind the hold"
@@ -301,8 +308,7 @@ def test_an_older_release_found_pushed_but_not_recorded_still_holds_its_app(
 
     report = apply_found(store, repo, release, gitops_remote)
 
-    hold = store.hold(repo.url, ENV, APP)
-    assert hold is not None and (hold.event_id, hold.commit) == (release, report.commit)
+    assert held_by(store, repo, release).commit == report.commit
     queue(store, repo, fixtures_dir, "three")
     assert apply(store, repo) == [], "the policy deploy waits behind the hold"
 
@@ -346,8 +352,7 @@ def test_a_rollback_pushed_by_its_last_attempt_is_found_not_given_up(
 
     apply_found(store, repo, rollback, gitops_remote)
 
-    hold = store.hold(repo.url, ENV, APP)
-    assert hold is not None and hold.event_id == rollback
+    held_by(store, repo, rollback)
     assert store.event(three).status.value == "new", "the policy deploy waits behind the hold"
     assert deployed_tag(gitops_remote) == "tag: one"
 
@@ -375,8 +380,7 @@ def test_a_push_that_lands_and_then_fails_on_the_last_attempt_is_found_not_given
 
     apply_found(store, repo, rollback, gitops_remote)
 
-    hold = store.hold(repo.url, ENV, APP)
-    assert hold is not None and hold.event_id == rollback
+    held_by(store, repo, rollback)
 
 
 def test_a_started_write_out_of_attempts_is_failed_when_the_remote_cannot_be_searched(
@@ -425,6 +429,5 @@ def test_a_policy_deploy_behind_an_older_release_by_a_person_waits_for_its_hold(
     assert apply(store, repo) == [ResultStatus.SUCCESS]
 
     assert deployed_tag(gitops_remote) == "tag: one"
-    hold = store.hold(repo.url, ENV, APP)
-    assert hold is not None and hold.event_id == release
+    held_by(store, repo, release)
     assert store.event(deploy).status.value == "new"
