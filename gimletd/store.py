@@ -1826,7 +1826,8 @@ class Store:
                 row = _cleanup_event_row(
                     CleanupEvent.BRANCH_DELETED, repository, branch.branch, triggered_by, detail
                 )
-                if _mark_deleted(session, repository, branch.branch, row, seen_before=listed_at):
+                done = _mark_deleted(session, repository, branch.branch, row, seen_before=listed_at)
+                if done is not None:  # reported already, or ("") pushed after the listing
                     continue
                 session.add(row)
                 session.flush()
@@ -2795,7 +2796,10 @@ def _mark_deleted(
     *,
     seen_before: float | None = None,
 ) -> str | None:
-    """Mark a branch deleted by `event`; the id of the event that did already, if one did.
+    """Mark a branch deleted by `event`: None when it did so.
+
+    Otherwise the id of the event that deleted it already, or "" when none did
+    and it was not marked: a poll's branch pushed after the listing began.
 
     Conditional updates decide, so of two concurrent reports one wins. A
     deletion whose event ended in `error` counts as not done, and a report (not

@@ -8,9 +8,11 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import gimletd.store as store_module
 from gimletd.app_repos import BranchLister
 from gimletd.cleanup import expire_apps, poll_app_repo
 from gimletd.errors import AppRepoError
@@ -154,6 +156,30 @@ def test_a_listing_older_than_an_artifact_does_not_report_its_branch(
     asked = time.time() - 5
     any_store.create_artifact(make_artifact(fixtures_dir, "brand-new"), triggered_by="ci")
     assert poll(any_store, "main", at=asked) == []
+
+
+def test_a_push_landing_while_a_poll_records_its_listing_keeps_the_branch(
+    any_store: Store, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll read the branch as seen before its listing; then a push of it landed.
+
+    The conditional update that marks the branch deleted then finds it seen
+    after the listing and changes nothing: no deletion may be reported for it.
+    """
+    any_store.create_artifact(make_artifact(fixtures_dir, "feature-x"), triggered_by="ci")
+    listed_at = time.time() + 1  # the listing no longer has the branch
+    make_row = store_module._cleanup_event_row
+
+    def push_lands_first(*args: Any, **kwargs: Any) -> Any:
+        with monkeypatch.context() as later:  # the push lands after the listing began
+            later.setattr(store_module.time, "time", lambda: listed_at + 1)
+            any_store.create_artifact(make_artifact(fixtures_dir, "feature-x"), triggered_by="ci")
+        return make_row(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "_cleanup_event_row", push_lands_first)
+    assert poll(any_store, "main", at=listed_at) == []
+    monkeypatch.undo()
+    assert poll(any_store, "main", "feature-x") == [], "the branch is still there"
 
 
 def test_a_redelivered_report_returns_the_first_event(any_store: Store) -> None:
