@@ -136,8 +136,10 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
     """Create a delete event for every live app of `gitops_repo` not released for its ttl.
 
     Reads the release index, so an app is as old as the last commit that wrote
-    it; an app with a write still queued (a release waiting for a lock) is not
-    idle. Each release expires once: the event's dedupe key names its commit.
+    it. An app with a write still queued (a release waiting for a lock) is not
+    idle, nor one whose source branch has an artifact or release not planned
+    yet, which may release it again. Each release expires once: the event's
+    dedupe key names its commit.
     """
     artifacts: dict[str, Artifact | None] = {}
     events = []
@@ -151,11 +153,16 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
             except NotFound:
                 artifacts[live.artifact_id] = None
         artifact = artifacts[live.artifact_id]
-        ttl = release_ttl(artifact, live.env, live.app) if artifact is not None else None
+        if artifact is None:
+            continue  # no ttl to go by
+        ttl = release_ttl(artifact, live.env, live.app)
         idle = now - live.created
         if ttl is None or idle < ttl:
             continue
         if store.has_unfinished_writes(gitops_repo, live.env, app=live.app):
+            continue
+        version = artifact.version
+        if store.has_unplanned_releases(version.repository_name, version.branch):
             continue
         reason = (
             f"expired: not released for {format_duration(idle)}, its ttl is {format_duration(ttl)}"

@@ -1187,6 +1187,25 @@ class Store:
             rows = connection.execute(_UNFINISHED_WRITES, {"repo": gitops_repo, "env": env}).all()
             return [_write_from_row(row) for row in rows]
 
+    def has_unplanned_releases(self, repository: str, branch: str) -> bool:
+        """Whether an artifact or release event of a source branch is not processed yet.
+
+        Such an event may release the branch's apps again: until it is planned,
+        no app of the branch counts as idle (ttl expiry).
+        """
+        statement = (
+            select(EventRow.id)
+            .where(
+                EventRow.repository == repository,
+                EventRow.branch == branch,
+                EventRow.type.in_((EventType.ARTIFACT.value, EventType.RELEASE.value)),
+                EventRow.status == EventStatus.NEW.value,
+            )
+            .limit(1)
+        )
+        with self._reading() as connection:
+            return connection.scalar(statement) is not None
+
     def has_unfinished_writes(
         self,
         gitops_repo: str,

@@ -12,7 +12,8 @@ import time
 
 from gimletd.app_repos import BranchLister
 from gimletd.cleanup import expire_apps, poll_app_repo
-from gimletd.errors import AppRepoError
+from gimletd.errors import AppRepoError, GitOpsError
+from gimletd.history import sync_index
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.events import process
@@ -59,10 +60,21 @@ def poll_repository(repository: str) -> list[str]:
 
 @app.task(name="gimletd.cleanup.expire", acks_late=True, **RETRY_WHILE_STORE_UNAVAILABLE)
 def expire(now: float | None = None) -> list[str]:
-    """Delete the preview apps not released for their ttl. `now` is for tests and drills."""
+    """Delete the preview apps not released for their ttl. `now` is for tests and drills.
+
+    Each repository's release index is brought up to its remote head first, so
+    a release pushed but not indexed yet (its worker died in between) counts;
+    a repository whose remote cannot be read is left for the next run.
+    """
     store = context.store()
     created = []
     for url in context.settings().all_gitops_repos:
+        repo = context.gitops_repo(url)
+        try:
+            sync_index(store, repo, repo.fetch())
+        except GitOpsError as exc:
+            log.warning("not expiring apps of %s this time: its remote: %s", repo.url, exc)
+            continue
         for event in expire_apps(store, url, now=time.time() if now is None else now):
             process.delay(event.id)
             created.append(event.id)

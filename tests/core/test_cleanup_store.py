@@ -247,7 +247,8 @@ def ttl_artifact(any_store: Store, fixtures_dir: Path, ttl: str = "72h") -> str:
     artifact.context["BRANCH"] = "fix"
     preview = artifact.environments[1]
     preview.cleanup = CleanupPolicy(ttl=ttl)
-    stored, _ = any_store.create_artifact(artifact, triggered_by="ci")
+    stored, event = any_store.create_artifact(artifact, triggered_by="ci")
+    any_store.finish_event(event.id, "preview/frontend-fix: success")  # it was released
     return stored.id
 
 
@@ -292,6 +293,19 @@ def test_an_app_with_a_queued_write_is_not_idle(any_store: Store, fixtures_dir: 
     write = PlannedWrite("repo", "preview", "frontend-fix", {}, release)
     any_store.plan_event(queued.id, writes=[write], failures=[])
     assert expire_apps(any_store, "repo", now=1000 + 73 * HOUR) == []
+
+
+def test_an_app_whose_branch_has_an_artifact_not_yet_planned_is_not_idle(
+    any_store: Store, fixtures_dir: Path
+) -> None:
+    """A push of its branch arrived as the ttl ran out: it may release the app again."""
+    artifact_id = ttl_artifact(any_store, fixtures_dir)
+    released(any_store, artifact_id, "1" * 40, at=1000)
+    pushed = make_artifact(fixtures_dir, "fix", "pr")
+    _, event = any_store.create_artifact(pushed, triggered_by="ci")
+    assert expire_apps(any_store, "repo", now=1000 + 73 * HOUR) == []
+    any_store.finish_event(event.id, "no environment's deploy policy matched")
+    assert len(expire_apps(any_store, "repo", now=1000 + 73 * HOUR)) == 1
 
 
 def test_a_poll_lists_the_repository_and_reports_what_vanished(
