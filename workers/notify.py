@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from gimletd import metrics
 from gimletd.models import DeliveryStatus
@@ -26,7 +27,7 @@ from gimletd.notifications.delivery import (
 from gimletd.notifications.notice import Notice
 from gimletd.notifications.targets import configured_targets, judge, request_for, targets_for
 from workers import context
-from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
+from workers.celery import DELIVERY_DEADLINE_FACTOR, RETRY_WHILE_STORE_UNAVAILABLE, app
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ def deliver(self: Task, notice_id: str, target: str) -> None:
         outcome = judge(target, send(outbound, timeout=settings.notifications_timeout))
     except NotificationError as exc:
         outcome = Outcome(Verdict.GIVE_UP, str(exc))
+    except SoftTimeLimitExceeded:  # the endpoint answers, but too slowly to finish
+        deadline = DELIVERY_DEADLINE_FACTOR * settings.notifications_timeout
+        outcome = Outcome(Verdict.RETRY, f"no complete answer within {deadline:g}s")
     except Exception as exc:  # a bug or a malformed setting; its text may hold a token
         log.exception("sending notification %s to %s failed", notice_id, target)
         outcome = Outcome(Verdict.RETRY, f"sending failed: {type(exc).__name__}")
