@@ -300,6 +300,28 @@ def test_a_failure_given_to_skipped_commits_gives_way_when_flux_retries(
     assert flux is not None and flux.implied_by == reported
 
 
+def test_a_commit_s_own_report_arriving_late_replaces_the_status_it_was_given(
+    store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
+) -> None:
+    """Flux's report on the first commit was retried (a 503) after its report on the second."""
+    first, second = release_commits(
+        gitops_remote, tmp_path / "work", ("prod", "web"), ("prod", "api")
+    )
+    sync_index(store, repo, repo.fetch())
+    no_targets = collecting([], [])
+
+    record(store, repo, report(second, "HealthCheckFailed", NOW + 10), targets_for=no_targets)
+    assert statuses(store, repo, "prod") == {
+        "api-2": "HealthCheckFailed",
+        "web-1": "HealthCheckFailed",
+    }
+    record(store, repo, report(first, FLUX_APPLIED, NOW), targets_for=no_targets)
+    assert statuses(store, repo, "prod") == {"api-2": "HealthCheckFailed", "web-1": FLUX_APPLIED}
+    # Its own reports still keep their order among themselves.
+    record(store, repo, report(first, "BuildFailed", NOW - 5), targets_for=no_targets)
+    assert statuses(store, repo, "prod")["web-1"] == FLUX_APPLIED
+
+
 def test_environments_sharing_a_repository_keep_their_own_status_of_a_commit(
     store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
 ) -> None:
