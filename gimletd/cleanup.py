@@ -161,8 +161,8 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
             continue
         if store.has_unfinished_writes(gitops_repo, live.env, app=live.app):
             continue
-        version = artifact.version
-        if store.has_unplanned_releases(version.repository_name, version.branch):
+        branch = artifact.version.branch or artifact.version.source_branch
+        if branch and store.has_unplanned_releases(artifact.version.repository_name, branch):
             continue
         reason = (
             f"expired: not released for {format_duration(idle)}, its ttl is {format_duration(ttl)}"

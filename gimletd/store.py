@@ -1190,18 +1190,21 @@ class Store:
             return [_write_from_row(row) for row in rows]
 
     def has_unplanned_releases(self, repository: str, branch: str) -> bool:
-        """Whether an artifact or release event of a source branch is not processed yet.
+        """Whether an artifact or release event of `branch` is not planned yet.
 
+        Of an artifact pushed to the branch or built from a pull request of it.
         Such an event may release the branch's apps again: until it is planned,
-        no app of the branch counts as idle (ttl expiry).
+        no app of the branch counts as idle (ttl expiry); once planned, its
+        writes say so (`has_unfinished_writes`).
         """
         statement = (
             select(EventRow.id)
             .where(
                 EventRow.repository == repository,
-                EventRow.branch == branch,
+                (EventRow.branch == branch) | (EventRow.source_branch == branch),
                 EventRow.type.in_((EventType.ARTIFACT.value, EventType.RELEASE.value)),
                 EventRow.status == EventStatus.NEW.value,
+                EventRow.planned.is_(False),
             )
             .limit(1)
         )

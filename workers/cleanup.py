@@ -17,6 +17,7 @@ from gimletd.history import sync_index
 from workers import context
 from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 from workers.events import process
+from workers.gitops import keep_packed
 
 log = logging.getLogger(__name__)
 
@@ -78,4 +79,5 @@ def expire(now: float | None = None) -> list[str]:
         for event in expire_apps(store, url, now=time.time() if now is None else now):
             process.delay(event.id)
             created.append(event.id)
+        keep_packed(url)
     return created

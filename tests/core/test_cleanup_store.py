@@ -298,13 +298,20 @@ def test_an_app_with_a_queued_write_is_not_idle(any_store: Store, fixtures_dir: 
 def test_an_app_whose_branch_has_an_artifact_not_yet_planned_is_not_idle(
     any_store: Store, fixtures_dir: Path
 ) -> None:
-    """A push of its branch arrived as the ttl ran out: it may release the app again."""
+    """A pull request of its branch was pushed as the ttl ran out: it may release the app."""
     artifact_id = ttl_artifact(any_store, fixtures_dir)
     released(any_store, artifact_id, "1" * 40, at=1000)
-    pushed = make_artifact(fixtures_dir, "fix", "pr")
-    _, event = any_store.create_artifact(pushed, triggered_by="ci")
+    pull_request = make_artifact(fixtures_dir, "fix", "pr")
+    pull_request.version.branch = ""  # as some CI systems send it: the branch is the source
+    _, pushed = any_store.create_artifact(pull_request, triggered_by="ci")
     assert expire_apps(any_store, "repo", now=1000 + 73 * HOUR) == []
-    any_store.finish_event(event.id, "no environment's deploy policy matched")
+    # Planned, it waits no more here: its writes say whether the app is busy.
+    any_store.plan_event(pushed.id, writes=[], failures=[])
+    # Unplanned artifacts of other branches, and with no branch, keep no app alive.
+    any_store.create_artifact(make_artifact(fixtures_dir, "main"), triggered_by="ci")
+    tagged = json.loads((fixtures_dir / "seed-artifact-restored.json").read_text())
+    tagged["version"].update(branch="", sourceBranch="", event="tag", tag="v1.0.0")
+    any_store.create_artifact(Artifact.model_validate(tagged), triggered_by="ci")
     assert len(expire_apps(any_store, "repo", now=1000 + 73 * HOUR)) == 1
 
 
