@@ -228,11 +228,10 @@ class CommitStatusRow(Base):
 
     Per environment: when environments share a repository, each one's
     Kustomization reports on the same branch head. `reported_at` is Flux's time
-    of the last report on this commit itself, so a late duplicate never
-    overwrites a newer status. `implied_by` names the commit Flux reported when
-    this one only took its result (Flux skipped it); such a status gives way to
-    a later report of that commit, and to any report on this commit itself,
-    however late it arrives.
+    of the report, so a late duplicate never overwrites a newer status.
+    `implied_by` names the commit Flux reported when this one only took its
+    result (Flux skipped it); such a failure gives way to a later report, and
+    to a final report on this commit itself however late it arrives.
     """
 
     __tablename__ = "gitops_commit_statuses"
@@ -1573,9 +1572,10 @@ class Store:
     ) -> list[FluxChange]:
         """Record Flux's status of `commit`, and give a final one to the `implied` commits too.
 
-        The reported commit takes the report unless a newer report on it is
-        recorded already, or it would turn a final status back into progress (an
-        implied one included). Each implied
+        The reported commit takes the report unless a newer report is recorded
+        already (a failure implied by a later commit's report is not: the
+        commit's own final report replaces it), or it would turn a final status
+        back into progress. Each implied
         commit (one Flux applied along with `commit`) takes the same status unless
         it has a final one of its own, or was applied already. The notices
         `notices` builds from the commits whose status changed are stored in the
@@ -1607,13 +1607,20 @@ class Store:
                 if row.status != new_status:
                     changed.append(row.sha)
                 row.status, row.status_desc, row.updated = new_status, new_desc, now
+                # A report on the commit itself that replaces an implied status dates it.
+                replaces_implied = not by and row.implied_by
+                row.reported_at = (
+                    reported_at if replaces_implied else max(row.reported_at, reported_at)
+                )
                 row.implied_by = by
-                if not by:  # the time of its own reports: an implied status leaves it
-                    row.reported_at = max(row.reported_at, reported_at)
 
             row = current(commit)
             row_final = row.status not in ("", FLUX_PROGRESSING)
-            if reported_at >= row.reported_at and (final or not row_final):
+            # A failure it took from a later commit's report gives way to its own final
+            # report, however late: Flux may have applied it before that commit failed.
+            implied_failure = bool(row.implied_by) and row.status != FLUX_APPLIED
+            newer = reported_at >= row.reported_at or (final and implied_failure)
+            if newer and (final or not row_final):
                 record(row, status, desc, "")
             if final:
                 for sha in implied:

@@ -322,6 +322,23 @@ def test_a_commit_s_own_report_arriving_late_replaces_the_status_it_was_given(
     assert statuses(store, repo, "prod")["web-1"] == FLUX_APPLIED
 
 
+def test_an_old_failure_of_a_commit_does_not_undo_a_newer_success_it_was_given(
+    store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
+) -> None:
+    """Flux applied the second commit, and the first with it; the first's old failure comes late."""
+    first, second = release_commits(
+        gitops_remote, tmp_path / "work", ("prod", "web"), ("prod", "api")
+    )
+    sync_index(store, repo, repo.fetch())
+    no_targets = collecting([], [])
+
+    record(store, repo, report(second, FLUX_APPLIED, NOW + 10), targets_for=no_targets)
+    assert not record(
+        store, repo, report(first, "HealthCheckFailed", NOW), targets_for=no_targets
+    ).changes
+    assert statuses(store, repo, "prod") == {"api-2": FLUX_APPLIED, "web-1": FLUX_APPLIED}
+
+
 def test_environments_sharing_a_repository_keep_their_own_status_of_a_commit(
     store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
 ) -> None:
