@@ -20,7 +20,6 @@ from celery.exceptions import Retry
 from gimletd.cleanup import plan_cleanup
 from gimletd.errors import Conflict, GitOpsError, StoreUnavailable, WriteDeferred
 from gimletd.flux import FluxReport, record_flux_report
-from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import POLICY_TRIGGER, CleanupEvent, EventType, WriteKind
 from gimletd.notifications.notice import Notice
@@ -261,7 +260,14 @@ def _record_flux_report(claim: EventClaim) -> None:
     report = FluxReport.from_json(json.loads(claim.blob))
     gitops_repo = settings.gitops_repo_for(report.env)
     repo = context.gitops_repo(gitops_repo)
-    sync_index(store, repo, _fetched_or_known_head(repo))
+    try:
+        sync_index(store, repo, repo.fetch())
+    except GitOpsError as exc:
+        # Flux read the commit from the remote a moment ago: record the report rather
+        # than lose it (Flux does not send it again). The index stays as it is: this
+        # clone's own head may be older than what other workers indexed. Commits Flux
+        # applied that this clone has not seen are then not marked; the next report does.
+        log.warning("recording a Flux report without a fetch of %s: %s", repo.url, exc)
     recorded = record_flux_report(store, repo, report, targets_for=notice_targets)
     send_deliveries(recorded.deliveries)
     changed = sorted({change.commit[:12] for change in recorded.changes})
@@ -272,21 +278,6 @@ def _record_flux_report(claim: EventClaim) -> None:
         summary += f"; commits updated: {', '.join(changed)}"
     store.finish_event(claim.id, summary)
     keep_packed(gitops_repo)
-
-
-def _fetched_or_known_head(repo: GitopsRepository) -> str | None:
-    """The remote's head; the head last fetched when the remote cannot be read now.
-
-    Flux read the reported commit from the remote a moment ago, and this clone
-    most likely has it: a report is recorded rather than lost to an outage of
-    the git host (Flux does not send it again). Commits it applied that this
-    clone has not seen yet are then not marked; the next report marks them.
-    """
-    try:
-        return repo.fetch()
-    except GitOpsError as exc:
-        log.warning("recording a Flux report with what was last fetched of %s: %s", repo.url, exc)
-        return repo.known_head()
 
 
 def _drain_now(gitops_repo: str, env: str, *, index: bool = True) -> None:

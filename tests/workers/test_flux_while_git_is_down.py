@@ -2,7 +2,7 @@
 
 Flux does not send a report again. The worker cannot fetch the GitOps
 repository, but its clone has the commit Flux read a moment ago: the report
-is recorded with what was last fetched.
+is recorded without a fetch.
 """
 
 from __future__ import annotations
