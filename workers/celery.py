@@ -33,8 +33,6 @@ RELEASE_QUEUE = "gimletd"
 #: Notification deliveries: a slow or failing endpoint must not hold up releases (I6), so
 #: they go to a queue of their own, which `gimletd worker --queues notifications` serves.
 NOTIFICATION_QUEUE = "notifications"
-#: A delivery may take this many times NOTIFICATIONS_TIMEOUT in all before it is cut off.
-DELIVERY_DEADLINE_FACTOR = 2
 
 app = Celery(
     "gimletd",
@@ -64,16 +62,10 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": 600},
     worker_hijack_root_logger=False,
-    # httpx's timeout bounds each read, not a whole answer: an endpoint that sends a byte
-    # now and then would hold a worker process for good (I6). A delivery gets twice the
-    # timeout in all (`deliver` turns that into a retry), and is stopped at three times,
-    # when its lease runs out and the sweep may send it again.
-    task_annotations={
-        "gimletd.notify.deliver": {
-            "soft_time_limit": DELIVERY_DEADLINE_FACTOR * settings.notifications_timeout,
-            "time_limit": 3 * settings.notifications_timeout,
-        }
-    },
+    # A delivery's send has a deadline of its own (`workers.notify`); should anything else
+    # in it hang, its process is stopped when its lease runs out and the sweep may send it
+    # again (a limit the prefork pool enforces).
+    task_annotations={"gimletd.notify.deliver": {"time_limit": 3 * settings.notifications_timeout}},
     beat_schedule={
         "sweep-unfinished-events": {
             "task": "gimletd.sweep",

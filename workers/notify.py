@@ -7,12 +7,14 @@ sent again; a release never waits for, or fails with, a notification.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
 from gimletd import metrics
 from gimletd.models import DeliveryStatus
@@ -27,9 +29,42 @@ from gimletd.notifications.delivery import (
 from gimletd.notifications.notice import Notice
 from gimletd.notifications.targets import configured_targets, judge, request_for, targets_for
 from workers import context
-from workers.celery import DELIVERY_DEADLINE_FACTOR, RETRY_WHILE_STORE_UNAVAILABLE, app
+from workers.celery import RETRY_WHILE_STORE_UNAVAILABLE, app
 
 log = logging.getLogger(__name__)
+
+#: A send may take this many times NOTIFICATIONS_TIMEOUT in all. httpx's timeout bounds
+#: each read, not a whole answer: an endpoint sending a byte now and then would hold a
+#: worker process for good, and releases with it where a worker serves both queues (I6).
+DEADLINE_FACTOR = 2
+
+
+class DeadlineExceeded(Exception):
+    """A send outlived its deadline."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise `DeadlineExceeded` in the block after `seconds`, even inside a blocking read.
+
+    A SIGALRM timer, so only in a process's main thread, where the prefork and
+    solo pools run tasks; in any other thread (a threads pool) the block runs
+    without one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise DeadlineExceeded(f"no complete answer within {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def notice_targets(notice: Notice) -> list[str]:
@@ -72,12 +107,14 @@ def deliver(self: Task, notice_id: str, target: str) -> None:
         return
     try:
         outbound = request_for(target, notice, settings)
-        outcome = judge(target, send(outbound, timeout=settings.notifications_timeout))
+        timeout = settings.notifications_timeout
+        with deadline(DEADLINE_FACTOR * timeout):
+            reply = send(outbound, timeout=timeout)
+        outcome = judge(target, reply)
     except NotificationError as exc:
         outcome = Outcome(Verdict.GIVE_UP, str(exc))
-    except SoftTimeLimitExceeded:  # the endpoint answers, but too slowly to finish
-        deadline = DELIVERY_DEADLINE_FACTOR * settings.notifications_timeout
-        outcome = Outcome(Verdict.RETRY, f"no complete answer within {deadline:g}s")
+    except DeadlineExceeded as exc:  # the endpoint answers, but too slowly to finish
+        outcome = Outcome(Verdict.RETRY, str(exc))
     except Exception as exc:  # a bug or a malformed setting; its text may hold a token
         log.exception("sending notification %s to %s failed", notice_id, target)
         outcome = Outcome(Verdict.RETRY, f"sending failed: {type(exc).__name__}")

@@ -18,8 +18,10 @@ import pytest
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 
+from gimletd.notifications.delivery import Outbound, send
 from gimletd.settings import Settings
 from tests.workers.test_notify_flow import StartWorkers, release_to_staging, settled_notifications
+from workers.notify import DeadlineExceeded, deadline
 
 TIMEOUT = 1.0  # NOTIFICATIONS_TIMEOUT: each read; the endpoint sends a byte every...
 TRICKLE = 0.3  # ...this many seconds, so no read ever times out
@@ -93,3 +95,14 @@ def test_a_trickling_endpoint_is_cut_off_and_the_next_release_goes_ahead(
         assert notification["statusDesc"] == (
             f"gave up after 2 attempts: no complete answer within {2 * TIMEOUT:g}s"
         )
+
+
+def test_a_send_to_a_trickling_endpoint_ends_at_its_deadline(trickle: str) -> None:
+    """In process: each read comes in time, the whole answer never does."""
+    outbound = Outbound("POST", trickle, {"Content-Type": "application/json"}, b"{}")
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"no complete answer within 1\.5s"), deadline(1.5):
+        send(outbound, timeout=TIMEOUT)
+    assert 1.5 <= time.monotonic() - started < 5
+    # The timer is off again: nothing fires later.
+    time.sleep(0.2)
