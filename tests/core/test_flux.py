@@ -275,13 +275,21 @@ def test_a_commit_that_changed_no_app_is_announced_for_the_env(
     ]
 
 
-def test_a_failure_given_to_skipped_commits_gives_way_when_flux_retries(
+def web_then_api_in_prod(
     store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
-) -> None:
-    skipped, reported = release_commits(
+) -> tuple[str, str]:
+    """Two release commits to prod, indexed: web's, then api's."""
+    first, second = release_commits(
         gitops_remote, tmp_path / "work", ("prod", "web"), ("prod", "api")
     )
     sync_index(store, repo, repo.fetch())
+    return first, second
+
+
+def test_a_failure_given_to_skipped_commits_gives_way_when_flux_retries(
+    store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
+) -> None:
+    skipped, reported = web_then_api_in_prod(store, repo, gitops_remote, tmp_path)
     announced: list[Notice] = []
     targets = collecting(announced, [])
 
@@ -304,10 +312,7 @@ def test_a_commit_s_own_report_arriving_late_replaces_the_status_it_was_given(
     store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
 ) -> None:
     """Flux's report on the first commit was retried (a 503) after its report on the second."""
-    first, second = release_commits(
-        gitops_remote, tmp_path / "work", ("prod", "web"), ("prod", "api")
-    )
-    sync_index(store, repo, repo.fetch())
+    first, second = web_then_api_in_prod(store, repo, gitops_remote, tmp_path)
     no_targets = collecting([], [])
 
     record(store, repo, report(second, "HealthCheckFailed", NOW + 10), targets_for=no_targets)
@@ -326,10 +331,7 @@ def test_an_old_failure_of_a_commit_does_not_undo_a_newer_success_it_was_given(
     store: Store, repo: GitopsRepository, gitops_remote: Path, tmp_path: Path
 ) -> None:
     """Flux applied the second commit, and the first with it; the first's old failure comes late."""
-    first, second = release_commits(
-        gitops_remote, tmp_path / "work", ("prod", "web"), ("prod", "api")
-    )
-    sync_index(store, repo, repo.fetch())
+    first, second = web_then_api_in_prod(store, repo, gitops_remote, tmp_path)
     no_targets = collecting([], [])
 
     record(store, repo, report(second, FLUX_APPLIED, NOW + 10), targets_for=no_targets)
