@@ -380,17 +380,21 @@ class GitopsRepository:
     ) -> str | None:
         """The newest commit after `since` (exclusive) whose message `matches`.
 
-        Bounded: with `since` unknown or unreachable, at most MAX_SEARCH_DEPTH
-        commits are read, so the cost never grows with the length of history.
+        With `since` known, every commit after it is read, however many landed
+        since (a write's own commit is looked for from the base it started on:
+        missing it would commit twice, I2). With `since` unknown or unreachable,
+        at most MAX_SEARCH_DEPTH commits are read, so the cost never grows with
+        the length of history.
         """
         with self._git_errors("search history"):
             # Unsorted: libgit2 then yields commits as it reads them, newest first on a
             # linear branch; a sorted walk would read the whole history before the first.
             walker = self._repo.walk(pygit2.Oid(hex=head), pygit2.enums.SortMode.NONE)
-            if since and since in self._repo:
+            bounded = not since or since not in self._repo
+            if since and not bounded:
                 walker.hide(pygit2.Oid(hex=since))
             for depth, commit in enumerate(walker):
-                if depth >= MAX_SEARCH_DEPTH:
+                if bounded and depth >= MAX_SEARCH_DEPTH:
                     break
                 if matches(commit.message):
                     return str(commit.id)
@@ -635,14 +639,18 @@ class GitopsRepository:
         return self._repo.remotes["origin"]
 
     def _open_clone(self) -> pygit2.Repository:
-        """Open this process's clone, creating it on first use."""
+        """Open this process's clone, creating it on first use.
+
+        Its remote is set up on every open: a process killed between creating
+        the clone and adding the remote leaves a clone without one.
+        """
         with self._git_errors("open the clone of"):
             if not (self.path / "HEAD").exists():
-                repo = pygit2.init_repository(str(self.path), bare=True)
-                repo.remotes.create("origin", self.url)
-                return repo
+                pygit2.init_repository(str(self.path), bare=True)
             repo = pygit2.Repository(str(self.path))
-            if repo.remotes["origin"].url != self.url:
+            if "origin" not in repo.remotes.names():
+                repo.remotes.create("origin", self.url)
+            elif repo.remotes["origin"].url != self.url:
                 repo.remotes.set_url("origin", self.url)
             return repo
 

@@ -18,12 +18,14 @@ import pytest
 
 from gimletd.errors import GitOpsError, PushRejected
 from gimletd.gitops.repository import (
+    MAX_SEARCH_DEPTH,
     AppChange,
     Credentials,
     GitopsRepository,
     WriteOutcome,
     init_bare,
 )
+from tests.support import gitops
 from tests.support.gitdaemon import Remote
 
 
@@ -115,6 +117,31 @@ def test_find_commit_stops_at_the_base(remote: Remote, tmp_path: Path) -> None:
     wanted = lambda message: "Gimlet-Event: e1" in message  # noqa: E731
     assert repo.find_commit(head, since=None, matches=wanted) == target
     assert repo.find_commit(head, since=base, matches=wanted) is None
+
+
+def test_a_commit_is_found_from_a_known_base_however_many_commits_followed(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """A write's own commit, pushed before a mass release of other environments (I2)."""
+    repo = open_repo(remote, tmp_path)
+    base = repo.write(change(app="other"), "before", head=None).commit
+    target = repo.write(change(), "release\n\nGimlet-Event: e1\n", head=base).commit
+    later = [("prod", f"app-{n}", f"artifact-{n}") for n in range(MAX_SEARCH_DEPTH + 20)]
+    gitops.fast_import_releases(remote.bare, later)
+    head = repo.fetch()
+    assert head is not None
+    wanted = lambda message: "Gimlet-Event: e1" in message  # noqa: E731
+    assert repo.find_commit(head, since=base, matches=wanted) == target
+    assert repo.find_commit(head, since=None, matches=wanted) is None, "bounded without a base"
+
+
+def test_a_clone_left_without_its_remote_is_repaired(git_daemon: Remote, tmp_path: Path) -> None:
+    """Its process was killed between creating the clone and adding the remote."""
+    first = open_repo(git_daemon, tmp_path)  # owns the clone's place, has not opened it
+    path = first.path
+    first.close()
+    pygit2.init_repository(str(path), bare=True)  # what the killed process left
+    assert open_repo(git_daemon, tmp_path).write(change(), "one", head=None).commit
 
 
 def test_files_are_read_back_at_a_commit(remote: Remote, tmp_path: Path) -> None:
