@@ -1228,12 +1228,17 @@ class Store:
             found = connection.scalar(statement, {"repo": gitops_repo, "env": env})
         return found is not None
 
-    def last_applied_seq(self, gitops_repo: str, env: str, app: str) -> int | None:
-        """The acceptance number of the newest event released to env/app, if any."""
+    def last_applied_seq(
+        self, gitops_repo: str, env: str, app: str, *, by_people: bool = False
+    ) -> int | None:
+        """The acceptance number of the newest event released to env/app, if any.
+
+        With `by_people`, of the newest operation a person asked for (a release,
+        rollback or delete by hand): policy deploys, cleanups and expiries aside.
+        """
+        statement = _LAST_APPLIED_SEQ_BY_PEOPLE if by_people else _LAST_APPLIED_SEQ
         with self._reading() as connection:
-            return connection.scalar(
-                _LAST_APPLIED_SEQ, {"repo": gitops_repo, "env": env, "app": app}
-            )
+            return connection.scalar(statement, {"repo": gitops_repo, "env": env, "app": app})
 
     def start_writes(self, write_ids: Collection[int], *, base_sha: str) -> bool:
         """Mark writes as being applied on top of `base_sha`, before anything is pushed.
@@ -2601,6 +2606,11 @@ _LAST_APPLIED_SEQ = select(func.max(_W.event_seq)).where(
     _W.env == bindparam("env"),
     _W.app == bindparam("app"),
     _W.status.in_((ResultStatus.SUCCESS.value, ResultStatus.UNCHANGED.value)),
+)
+#: The same, of the operations people asked for (releases, rollbacks, deletes by hand).
+_LAST_APPLIED_SEQ_BY_PEOPLE = _LAST_APPLIED_SEQ.join(EventRow, EventRow.seq == _W.event_seq).where(
+    EventRow.type.in_((EventType.RELEASE.value, EventType.ROLLBACK.value, EventType.DELETE.value)),
+    EventRow.triggered_by != POLICY_TRIGGER,
 )
 _HOLD = select(_table(HoldRow)).where(
     HoldRow.gitops_repo == bindparam("repo"),

@@ -431,3 +431,39 @@ def test_a_policy_deploy_behind_an_older_release_by_a_person_waits_for_its_hold(
     assert deployed_tag(gitops_remote) == "tag: one"
     held_by(store, repo, release)
     assert store.event(deploy).status.value == "new"
+
+
+def test_a_rollback_planned_after_a_later_policy_deploy_is_applied_and_holds(
+    store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
+) -> None:
+    """The rollback was accepted first, but the deploy behind it was planned and applied first.
+
+    In order, the rollback's hold would have kept that deploy back: it is not superseded.
+    A rollback asked for later, and applied first, does supersede it.
+    """
+    (one, _), (two, _) = release_one_and_two(store, repo, fixtures_dir)
+    event = store.create_event(EventType.ROLLBACK, request={"env": ENV, "app": APP},
+                               triggered_by="bob")  # fmt: skip
+    queue(store, repo, fixtures_dir, "three")  # accepted after the rollback, planned first
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    rollback = plan_operation(
+        WriteKind.ROLLBACK, gitops_repo=repo.url, env=ENV, app=APP, event_id=event.id,
+        triggered_by="bob", now=time.time(), target_sha=commit_of(store, one),
+    )  # fmt: skip
+    store.plan_event(event.id, writes=[rollback], failures=[])
+
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+
+    assert deployed_tag(gitops_remote) == "tag: one"
+    held_by(store, repo, event.id)
+    older = store.create_event(EventType.ROLLBACK, request={"env": ENV, "app": APP},
+                               triggered_by="bob")  # fmt: skip
+    queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, two))
+    assert apply(store, repo) == [ResultStatus.SUCCESS]
+    late = plan_operation(
+        WriteKind.ROLLBACK, gitops_repo=repo.url, env=ENV, app=APP, event_id=older.id,
+        triggered_by="bob", now=time.time(), target_sha=commit_of(store, one),
+    )  # fmt: skip
+    store.plan_event(older.id, writes=[late], failures=[])
+    assert apply(store, repo) == [ResultStatus.SUPERSEDED]
+    assert deployed_tag(gitops_remote) == "tag: two"

@@ -106,8 +106,9 @@ def test_rollbacks_hold_their_apps_through_worker_kills(
 
     # What the rollbacks held back is applied once the holds are lifted; then every event
     # is terminal and the whole run can be checked (I2, I3: the apps end on the last deploy).
-    for env in rollbacks.events:
-        install.http.delete("/api/holds", params={"env": env, "app": APP}).raise_for_status()
+    for env in rollbacks.events:  # a missing hold is a breach already: 404 is expected then
+        lifted = install.http.delete("/api/holds", params={"env": env, "app": APP})
+        assert lifted.status_code in (200, 404), lifted.text
     install.wait_until_settled(posted.accepted.values(), timeout=60)
     outcome = check("rollbacks hold", install, posted)
     outcome.breaches[:0] = breaches
