@@ -159,10 +159,12 @@ def expire_apps(store: Store, gitops_repo: str, *, now: float) -> list[Event]:
         idle = now - live.created
         if ttl is None or idle < ttl:
             continue
-        if store.has_unfinished_writes(gitops_repo, live.env, app=live.app):
-            continue
+        # Unplanned events first: planning one marks it planned and stores its writes in
+        # one transaction, so an event planned between the two looks is seen by the second.
         branch = artifact.version.branch or artifact.version.source_branch
         if branch and store.has_unplanned_releases(artifact.version.repository_name, branch):
+            continue
+        if store.has_unfinished_writes(gitops_repo, live.env, app=live.app):
             continue
         reason = (
             f"expired: not released for {format_duration(idle)}, its ttl is {format_duration(ttl)}"

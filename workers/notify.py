@@ -48,22 +48,30 @@ def deadline(seconds: float) -> Iterator[None]:
     """Raise `DeadlineExceeded` in the block after `seconds`, even inside a blocking read.
 
     A SIGALRM timer, so only in a process's main thread, where the prefork and
-    solo pools run tasks; in any other thread (a threads pool) the block runs
-    without one.
+    solo pools run tasks, and only when no other timer runs there (its owner
+    bounds the block then, as pytest-timeout does in tests); otherwise the
+    block runs without one. A timer that fires as the block ends raises
+    nothing: the block finished.
     """
-    if threading.current_thread() is not threading.main_thread():
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
         yield
         return
+    armed = True
 
     def expire(signum: int, frame: object) -> None:
-        raise DeadlineExceeded(f"no complete answer within {seconds:g}s")
+        if armed:
+            raise DeadlineExceeded(f"no complete answer within {seconds:g}s")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 

@@ -380,9 +380,11 @@ class GitopsRepository:
     ) -> str | None:
         """The newest commit after `since` (exclusive) whose message `matches`.
 
-        With `since` known, every commit after it is read, however many landed
-        since (a write's own commit is looked for from the base it started on:
-        missing it would commit twice, I2). With `since` unknown or unreachable,
+        With `since` in the repository, every commit after it is read, however
+        many landed since (a write's own commit is looked for from the base it
+        started on: missing it would commit twice, I2); when `since` is not an
+        ancestor of `head` (a rewritten branch), that is every commit back to
+        where they meet. Without `since`, or with one this clone does not have,
         at most MAX_SEARCH_DEPTH commits are read, so the cost never grows with
         the length of history.
         """
@@ -642,9 +644,12 @@ class GitopsRepository:
         """Open this process's clone, creating it on first use.
 
         Its remote is set up on every open: a process killed between creating
-        the clone and adding the remote leaves a clone without one.
+        the clone and adding the remote leaves a clone without one; one killed
+        while libgit2 wrote the clone's config leaves its lock file, which this
+        process, the clone's only owner, removes.
         """
         with self._git_errors("open the clone of"):
+            (self.path / "config.lock").unlink(missing_ok=True)
             if not (self.path / "HEAD").exists():
                 pygit2.init_repository(str(self.path), bare=True)
             repo = pygit2.Repository(str(self.path))

@@ -6,6 +6,7 @@ import functools
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,36 @@ def test_an_app_whose_branch_has_an_artifact_not_yet_planned_is_not_idle(
     tagged["version"].update(branch="", sourceBranch="", event="tag", tag="v1.0.0")
     any_store.create_artifact(Artifact.model_validate(tagged), triggered_by="ci")
     assert len(expire_apps(any_store, "repo", now=1000 + 73 * HOUR)) == 1
+
+
+def test_an_artifact_planned_while_the_expiry_looks_keeps_the_app(
+    any_store: Store, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planned between the expiry's two looks, it is in neither unless they come in order."""
+    artifact_id = ttl_artifact(any_store, fixtures_dir)
+    released(any_store, artifact_id, "1" * 40, at=1000)
+    pull_request = make_artifact(fixtures_dir, "fix", "pr")
+    _, pushed = any_store.create_artifact(pull_request, triggered_by="ci")
+    release = Release(app="frontend-fix", env="preview", artifactId="x", triggeredBy="policy")
+    planned: list[bool] = []
+
+    def planning_right_after(look: Callable[..., bool]) -> Callable[..., bool]:
+        def looked(*args: Any, **kwargs: Any) -> bool:
+            seen = look(*args, **kwargs)
+            if not planned:  # the worker plans the push just after the first look
+                write = PlannedWrite("repo", "preview", "frontend-fix", {}, release)
+                any_store.plan_event(pushed.id, writes=[write], failures=[])
+                planned.append(True)
+            return seen
+
+        return looked
+
+    monkeypatch.setattr(any_store, "has_unfinished_writes",
+                        planning_right_after(any_store.has_unfinished_writes))  # fmt: skip
+    monkeypatch.setattr(any_store, "has_unplanned_releases",
+                        planning_right_after(any_store.has_unplanned_releases))  # fmt: skip
+    assert expire_apps(any_store, "repo", now=1000 + 73 * HOUR) == []
+    assert planned
 
 
 def test_a_poll_lists_the_repository_and_reports_what_vanished(

@@ -8,6 +8,7 @@ delivery, the release behind it would wait as long as the endpoint trickles.
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -97,6 +98,7 @@ def test_a_trickling_endpoint_is_cut_off_and_the_next_release_goes_ahead(
         )
 
 
+@pytest.mark.timeout(0)  # pytest-timeout's own SIGALRM timer would stand in for the deadline
 def test_a_send_to_a_trickling_endpoint_ends_at_its_deadline(trickle: str) -> None:
     """In process: each read comes in time, the whole answer never does."""
     outbound = Outbound("POST", trickle, {"Content-Type": "application/json"}, b"{}")
@@ -106,3 +108,15 @@ def test_a_send_to_a_trickling_endpoint_ends_at_its_deadline(trickle: str) -> No
     assert 1.5 <= time.monotonic() - started < 5
     # The timer is off again: nothing fires later.
     time.sleep(0.2)
+
+
+@pytest.mark.timeout(0)
+def test_a_deadline_leaves_no_timer_behind_and_gives_way_to_another() -> None:
+    with deadline(0.2):
+        pass
+    time.sleep(0.3)  # a timer left running would raise here
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    # Inside another timer's block (the outer deadline's here) it arms nothing of its own.
+    with pytest.raises(DeadlineExceeded, match=r"within 0\.3s"), deadline(0.3), deadline(5):
+        time.sleep(2)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

@@ -141,6 +141,7 @@ def test_a_clone_left_without_its_remote_is_repaired(git_daemon: Remote, tmp_pat
     path = first.path
     first.close()
     pygit2.init_repository(str(path), bare=True)  # what the killed process left
+    (path / "config.lock").write_text("")  # killed while writing the config, even
     assert open_repo(git_daemon, tmp_path).write(change(), "one", head=None).commit
 
 
