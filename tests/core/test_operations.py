@@ -55,14 +55,28 @@ def queue(
 def queue_operation(
     store: Store, repo: GitopsRepository, kind: WriteKind, *, sha: str = "", by: str = "bob"
 ) -> str:
+    """Accept a rollback or delete of ENV/APP and plan it at once; returns the event id."""
+    event_id = accept_operation(store, kind, by=by)
+    plan_accepted(store, repo, kind, event_id, sha=sha, by=by)
+    return event_id
+
+
+def accept_operation(store: Store, kind: WriteKind, *, by: str = "bob") -> str:
+    """Store a rollback or delete of ENV/APP, not planned yet; returns the event id."""
     event_type = EventType.ROLLBACK if kind is WriteKind.ROLLBACK else EventType.DELETE
-    event = store.create_event(event_type, request={"env": ENV, "app": APP}, triggered_by=by)
+    return store.create_event(event_type, request={"env": ENV, "app": APP}, triggered_by=by).id
+
+
+def plan_accepted(
+    store: Store, repo: GitopsRepository, kind: WriteKind, event_id: str, *, sha: str = "",
+    by: str = "bob",
+) -> None:  # fmt: skip
+    """Plan the write of an operation `accept_operation` stored, as a worker would."""
     write = plan_operation(
-        kind, gitops_repo=repo.url, env=ENV, app=APP, event_id=event.id, triggered_by=by,
+        kind, gitops_repo=repo.url, env=ENV, app=APP, event_id=event_id, triggered_by=by,
         now=time.time(), target_sha=sha,
     )  # fmt: skip
-    store.plan_event(event.id, writes=[write], failures=[])
-    return event.id
+    store.plan_event(event_id, writes=[write], failures=[])
 
 
 def apply(store: Store, repo: GitopsRepository) -> list[ResultStatus]:
@@ -442,28 +456,18 @@ def test_a_rollback_planned_after_a_later_policy_deploy_is_applied_and_holds(
     A rollback asked for later, and applied first, does supersede it.
     """
     (one, _), (two, _) = release_one_and_two(store, repo, fixtures_dir)
-    event = store.create_event(EventType.ROLLBACK, request={"env": ENV, "app": APP},
-                               triggered_by="bob")  # fmt: skip
+    rollback = accept_operation(store, WriteKind.ROLLBACK)
     queue(store, repo, fixtures_dir, "three")  # accepted after the rollback, planned first
     assert apply(store, repo) == [ResultStatus.SUCCESS]
-    rollback = plan_operation(
-        WriteKind.ROLLBACK, gitops_repo=repo.url, env=ENV, app=APP, event_id=event.id,
-        triggered_by="bob", now=time.time(), target_sha=commit_of(store, one),
-    )  # fmt: skip
-    store.plan_event(event.id, writes=[rollback], failures=[])
+    plan_accepted(store, repo, WriteKind.ROLLBACK, rollback, sha=commit_of(store, one))
 
     assert apply(store, repo) == [ResultStatus.SUCCESS]
 
     assert deployed_tag(gitops_remote) == "tag: one"
-    held_by(store, repo, event.id)
-    older = store.create_event(EventType.ROLLBACK, request={"env": ENV, "app": APP},
-                               triggered_by="bob")  # fmt: skip
+    held_by(store, repo, rollback)
+    older = accept_operation(store, WriteKind.ROLLBACK)
     queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, two))
     assert apply(store, repo) == [ResultStatus.SUCCESS]
-    late = plan_operation(
-        WriteKind.ROLLBACK, gitops_repo=repo.url, env=ENV, app=APP, event_id=older.id,
-        triggered_by="bob", now=time.time(), target_sha=commit_of(store, one),
-    )  # fmt: skip
-    store.plan_event(older.id, writes=[late], failures=[])
+    plan_accepted(store, repo, WriteKind.ROLLBACK, older, sha=commit_of(store, one))
     assert apply(store, repo) == [ResultStatus.SUPERSEDED]
     assert deployed_tag(gitops_remote) == "tag: two"
