@@ -7,6 +7,8 @@ are read from the release index in the database, never from git.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -27,8 +29,8 @@ from api.query import (
 from api.services import services
 from gimletd.gitops.layout import public_repo_url
 from gimletd.models import DNS_LABEL_MAX, Event, EventType, Model, WriteKind
-from gimletd.release import release_targets
-from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, HistoryFilter
+from gimletd.release import plan_operation, release_targets
+from gimletd.store import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, HistoryFilter, PlannedWrite
 
 blueprint = Blueprint("releases", __name__, url_prefix="/api")
 blueprint.before_request(authenticate)
@@ -104,13 +106,16 @@ def rollback() -> tuple[Response, int]:
         )
     force = bool_param("force")
     _check_lock(env, force)
+    who = current_user().login
     event = store.create_event(
         EventType.ROLLBACK,
         request={
             "env": env, "app": app, "sha": sha, "artifactId": target.artifact_id, "force": force,
         },
-        triggered_by=current_user().login,
+        triggered_by=who,
         audit=audit("rollback", f"{env}/{app}", sha=sha, force=force),
+        plan=_operation(WriteKind.ROLLBACK, gitops_repo, env, app, who, force=force, sha=sha,
+                        artifact_id=target.artifact_id),
     )  # fmt: skip
     return _accepted(event)
 
@@ -131,11 +136,13 @@ def delete() -> tuple[Response, int]:
         raise ApiError(404, f"{env}/{app} is not released, there is nothing to delete")
     force = bool_param("force")
     _check_lock(env, force)
+    who = current_user().login
     event = services().store.create_event(
         EventType.DELETE,
         request={"env": env, "app": app, "force": force},
-        triggered_by=current_user().login,
+        triggered_by=who,
         audit=audit("delete", f"{env}/{app}", force=force),
+        plan=_operation(WriteKind.DELETE, gitops_repo, env, app, who, force=force),
     )
     return _accepted(event)
 
@@ -247,6 +254,28 @@ def _check_lock(env: str, force: bool) -> None:
     if lock is None or force:
         return
     raise ApiError(423, f"{env} is locked by {lock.locked_by}: {lock.reason}", lock=lock.to_json())
+
+
+def _operation(
+    kind: WriteKind, gitops_repo: str, env: str, app: str, who: str, *, force: bool,
+    sha: str = "", artifact_id: str = "",
+) -> Callable[[str], list[PlannedWrite]]:  # fmt: skip
+    """The planning of a rollback or delete, done as it is accepted: it needs no rendering.
+
+    Queued from the start, it goes ahead of any deploy accepted after it (I3), and its
+    hold keeps that deploy back.
+    """
+
+    def plan(event_id: str) -> list[PlannedWrite]:
+        return [
+            plan_operation(
+                kind, gitops_repo=gitops_repo, env=env, app=app, event_id=event_id,
+                triggered_by=who, now=time.time(), target_sha=sha, artifact_id=artifact_id,
+                forced=force,
+            )
+        ]  # fmt: skip
+
+    return plan
 
 
 def _accepted(event: Event) -> tuple[Response, int]:

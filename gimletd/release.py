@@ -735,11 +735,7 @@ def _outcome_before_commit(
     found = _own_commit(store, repo, write, head, base)
     if found is not None:
         return found
-    # A rollback planned after a policy deploy accepted later (the two were planned by
-    # different workers) still goes out: in order, its hold would have kept that deploy
-    # back. Only an operation a person asked for later supersedes it.
-    by_people = write.kind is WriteKind.ROLLBACK
-    newest = store.last_applied_seq(repo.url, write.env, write.app, by_people=by_people)
+    newest = store.last_applied_seq(repo.url, write.env, write.app)
     if newest is not None and newest > write.event_seq:
         return WriteReport(
             write.id, write.env, write.app, ResultStatus.SUPERSEDED, tip or "",

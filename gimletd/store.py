@@ -871,12 +871,16 @@ class Store:
         artifact_id: str = "",
         dedupe_key: str | None = None,
         audit: AuditEntry | None = None,
+        plan: Callable[[str], Sequence[PlannedWrite]] | None = None,
     ) -> Event:
         """Store a release, rollback or delete asked for through the API or by a policy (I1).
 
         `request` (env, app, sha, force) is kept as the event's blob for the worker.
         An event that releases an artifact carries the artifact's version fields, so
-        it shows up when the artifact is tracked.
+        it shows up when the artifact is tracked. `plan`, given the new event's id,
+        returns its writes, which are queued in the same transaction: a rollback or
+        delete is then in its environment's queue from the moment it is accepted,
+        ahead of any deploy accepted after it (I3).
 
         :raise NotFound: when `artifact_id` is given and no artifact has it.
         :raise Conflict: when an event with `dedupe_key` exists already.
@@ -911,6 +915,12 @@ class Store:
                 **columns,
             )
             session.add(row)
+            if plan is not None:
+                session.flush()  # its acceptance number, which orders its writes
+                writes = [_planned_write_values(row, write, now) for write in plan(row.id)]
+                if writes:
+                    session.connection().execute(_INSERT_WRITE, writes)
+                    row.planned = True
             _audit(session, audit, row.id)
         return self.event(row.id)
 
@@ -1228,17 +1238,12 @@ class Store:
             found = connection.scalar(statement, {"repo": gitops_repo, "env": env})
         return found is not None
 
-    def last_applied_seq(
-        self, gitops_repo: str, env: str, app: str, *, by_people: bool = False
-    ) -> int | None:
-        """The acceptance number of the newest event released to env/app, if any.
-
-        With `by_people`, of the newest operation a person asked for (a release,
-        rollback or delete by hand): policy deploys, cleanups and expiries aside.
-        """
-        statement = _LAST_APPLIED_SEQ_BY_PEOPLE if by_people else _LAST_APPLIED_SEQ
+    def last_applied_seq(self, gitops_repo: str, env: str, app: str) -> int | None:
+        """The acceptance number of the newest event released to env/app, if any."""
         with self._reading() as connection:
-            return connection.scalar(statement, {"repo": gitops_repo, "env": env, "app": app})
+            return connection.scalar(
+                _LAST_APPLIED_SEQ, {"repo": gitops_repo, "env": env, "app": app}
+            )
 
     def start_writes(self, write_ids: Collection[int], *, base_sha: str) -> bool:
         """Mark writes as being applied on top of `base_sha`, before anything is pushed.
@@ -2606,11 +2611,6 @@ _LAST_APPLIED_SEQ = select(func.max(_W.event_seq)).where(
     _W.env == bindparam("env"),
     _W.app == bindparam("app"),
     _W.status.in_((ResultStatus.SUCCESS.value, ResultStatus.UNCHANGED.value)),
-)
-#: The same, of the operations people asked for (releases, rollbacks, deletes by hand).
-_LAST_APPLIED_SEQ_BY_PEOPLE = _LAST_APPLIED_SEQ.join(EventRow, EventRow.seq == _W.event_seq).where(
-    EventRow.type.in_((EventType.RELEASE.value, EventType.ROLLBACK.value, EventType.DELETE.value)),
-    EventRow.triggered_by != POLICY_TRIGGER,
 )
 _HOLD = select(_table(HoldRow)).where(
     HoldRow.gitops_repo == bindparam("repo"),

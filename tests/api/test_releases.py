@@ -172,6 +172,9 @@ def test_rollback_and_delete_check_their_target_against_the_index(
     ok = client.post(f"/api/rollback?env=staging&app=web&sha={oldest}", headers=ADMIN)
     assert ok.status_code == 201, ok.json
     assert client.get(f"/api/event?id={ok.json['id']}", headers=ADMIN).json["type"] == "rollback"
+    # Queued as it is accepted, ahead of any deploy accepted after it (I3).
+    queued = client.get("/api/queue?env=staging", headers=ADMIN).json["writes"]
+    assert [(w["eventId"], w["kind"]) for w in queued] == [(ok.json["id"], "rollback")]
     wrong_app = client.post(f"/api/rollback?env=staging&app=api&sha={oldest}", headers=ADMIN)
     assert (
         wrong_app.status_code == 422 and "not a commit that released" in wrong_app.json["message"]
@@ -182,7 +185,10 @@ def test_rollback_and_delete_check_their_target_against_the_index(
     assert (
         client.post(f"/api/rollback?env=..&app=web&sha={oldest}", headers=ADMIN).status_code == 400
     )
-    assert client.post("/api/delete?env=staging&app=web", headers=ADMIN).status_code == 201
+    deleted = client.post("/api/delete?env=staging&app=web", headers=ADMIN)
+    assert deleted.status_code == 201
+    queued = client.get("/api/queue?env=staging", headers=ADMIN).json["writes"]
+    assert [w["kind"] for w in queued] == ["rollback", "delete"]
     missing = client.post("/api/delete?env=staging&app=api", headers=ADMIN)
     assert missing.status_code == 404
     assert newest != oldest

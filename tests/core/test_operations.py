@@ -55,28 +55,19 @@ def queue(
 def queue_operation(
     store: Store, repo: GitopsRepository, kind: WriteKind, *, sha: str = "", by: str = "bob"
 ) -> str:
-    """Accept a rollback or delete of ENV/APP and plan it at once; returns the event id."""
-    event_id = accept_operation(store, kind, by=by)
-    plan_accepted(store, repo, kind, event_id, sha=sha, by=by)
-    return event_id
-
-
-def accept_operation(store: Store, kind: WriteKind, *, by: str = "bob") -> str:
-    """Store a rollback or delete of ENV/APP, not planned yet; returns the event id."""
+    """Accept a rollback or delete of ENV/APP as the API does, queued as it is stored."""
     event_type = EventType.ROLLBACK if kind is WriteKind.ROLLBACK else EventType.DELETE
-    return store.create_event(event_type, request={"env": ENV, "app": APP}, triggered_by=by).id
 
+    def planned(event_id: str) -> list[PlannedWrite]:
+        return [plan_operation(
+            kind, gitops_repo=repo.url, env=ENV, app=APP, event_id=event_id, triggered_by=by,
+            now=time.time(), target_sha=sha,
+        )]  # fmt: skip
 
-def plan_accepted(
-    store: Store, repo: GitopsRepository, kind: WriteKind, event_id: str, *, sha: str = "",
-    by: str = "bob",
-) -> None:  # fmt: skip
-    """Plan the write of an operation `accept_operation` stored, as a worker would."""
-    write = plan_operation(
-        kind, gitops_repo=repo.url, env=ENV, app=APP, event_id=event_id, triggered_by=by,
-        now=time.time(), target_sha=sha,
-    )  # fmt: skip
-    store.plan_event(event_id, writes=[write], failures=[])
+    event = store.create_event(
+        event_type, request={"env": ENV, "app": APP}, triggered_by=by, plan=planned
+    )
+    return event.id
 
 
 def apply(store: Store, repo: GitopsRepository) -> list[ResultStatus]:
@@ -447,27 +438,17 @@ def test_a_policy_deploy_behind_an_older_release_by_a_person_waits_for_its_hold(
     assert store.event(deploy).status.value == "new"
 
 
-def test_a_rollback_planned_after_a_later_policy_deploy_is_applied_and_holds(
+def test_a_rollback_queued_as_it_is_accepted_goes_ahead_of_a_deploy_accepted_after_it(
     store: Store, repo: GitopsRepository, fixtures_dir: Path, gitops_remote: Path
 ) -> None:
-    """The rollback was accepted first, but the deploy behind it was planned and applied first.
-
-    In order, the rollback's hold would have kept that deploy back: it is not superseded.
-    A rollback asked for later, and applied first, does supersede it.
-    """
-    (one, _), (two, _) = release_one_and_two(store, repo, fixtures_dir)
-    rollback = accept_operation(store, WriteKind.ROLLBACK)
-    queue(store, repo, fixtures_dir, "three")  # accepted after the rollback, planned first
-    assert apply(store, repo) == [ResultStatus.SUCCESS]
-    plan_accepted(store, repo, WriteKind.ROLLBACK, rollback, sha=commit_of(store, one))
+    """As the API stores it: planned in the transaction that accepts it (I3)."""
+    (one, _), _ = release_one_and_two(store, repo, fixtures_dir)
+    rollback = queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, one))
+    assert store.queues_of_event(rollback) == [(repo.url, ENV)]
+    deploy, _ = queue(store, repo, fixtures_dir, "three")  # accepted after it
 
     assert apply(store, repo) == [ResultStatus.SUCCESS]
 
     assert deployed_tag(gitops_remote) == "tag: one"
     held_by(store, repo, rollback)
-    older = accept_operation(store, WriteKind.ROLLBACK)
-    queue_operation(store, repo, WriteKind.ROLLBACK, sha=commit_of(store, two))
-    assert apply(store, repo) == [ResultStatus.SUCCESS]
-    plan_accepted(store, repo, WriteKind.ROLLBACK, older, sha=commit_of(store, one))
-    assert apply(store, repo) == [ResultStatus.SUPERSEDED]
-    assert deployed_tag(gitops_remote) == "tag: two"
+    assert store.event(deploy).status.value == "new", "the deploy waits behind the hold"

@@ -417,8 +417,8 @@ def check(
       the same Idempotency-Key;
     - each successful (event, env) is on the remote exactly once, as the event
       says, and no other release commit is (I2);
-    - each environment's releases follow acceptance order (its rollbacks among
-      themselves) and its app ends on the last artifact accepted for it (I3);
+    - each environment's releases follow acceptance order and its app ends on
+      the last artifact accepted for it (I3);
     - the remote passes `git fsck --strict`.
     """
     outcome = Outcome(
@@ -470,15 +470,12 @@ def check(
         for result in events[event_id]["results"]:
             if result["status"] != "failure":  # a failed release leaves the app as it was
                 last[result["env"]] = event_id
-    # Per env, the acceptance numbers of its commits in git's order, policy deploys apart
-    # from rollbacks: a rollback planned after a deploy accepted later still goes out after
-    # it (README, "Superseded writes"), but deploys keep their order, and so do rollbacks.
-    applied: dict[tuple[str, bool], list[int]] = {}
+    applied: dict[str, list[int]] = {}
     for commit in reversed(releases):
-        event_id = commit.trailers["Gimlet-Event"]
-        rollback = events.get(event_id, {}).get("type") == "rollback"
-        applied.setdefault((commit.trailers["Gimlet-Env"], rollback), []).append(seq[event_id])
-    for (env, _), order in sorted(applied.items()):
+        applied.setdefault(commit.trailers["Gimlet-Env"], []).append(
+            seq[commit.trailers["Gimlet-Event"]]
+        )
+    for env, order in applied.items():
         if order != sorted(order):
             breaches.append(f"{env}: releases applied out of acceptance order (I3)")
     for env, event_id in sorted(last.items()):
