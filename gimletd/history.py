@@ -82,12 +82,17 @@ def sync_index(store: Store, repo: GitopsRepository, head: str | None) -> int:
     return added
 
 
+def reverted_commits(message: str) -> tuple[str, ...]:
+    """The commits a rollback's message names as reverted, each once, in its order. Pure."""
+    return tuple(dict.fromkeys(REVERTS.findall(message)))
+
+
 def index_entries(
     commit: CommitInfo, changes: list[AppDirChange], position: int
 ) -> list[IndexEntry]:
     """The index entries of one commit, from the app directories it changed. Pure."""
     trailers = layout.parse_trailers(commit.message)
-    reverts = tuple(dict.fromkeys(REVERTS.findall(commit.message)))
+    reverts = reverted_commits(commit.message)
     entries = []
     for change in changes:
         if not (DNS_LABEL.match(change.env) and DNS_LABEL.match(change.app)):

@@ -30,7 +30,7 @@ from gimletd.errors import (
 )
 from gimletd.gitops import layout
 from gimletd.gitops.repository import AppChange, GitopsRepository
-from gimletd.history import REVERTS, index_entries, sync_index
+from gimletd.history import index_entries, reverted_commits, sync_index
 from gimletd.logs import log_context
 from gimletd.models import (
     TEMPLATE_MARK,
@@ -792,7 +792,7 @@ def _meaning_of_found(
         return _Meaning(
             hold=_rollback_hold(write, created=made.time),
             version=_version_of(repo.read_file(commit, release_path)),
-            reverted=tuple(dict.fromkeys(REVERTS.findall(made.message))),
+            reverted=reverted_commits(made.message),
         )
     before = repo.read_file(made.parent, release_path) if made.parent is not None else None
     if write.kind is WriteKind.DELETE:
