@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from gimletd.errors import GitOpsError, StoreUnavailable, WriteDeferred
+from gimletd.errors import GitOpsError, WriteDeferred
 from gimletd.gitops.repository import GitopsRepository
 from gimletd.history import sync_index
 from gimletd.models import EventType, Hold, Release, ResultStatus, WriteKind
 from gimletd.release import apply_queue, plan_operation
 from gimletd.store import IndexHead, PlannedWrite, Store, WriteReport
 from tests.conftest import migrated
-from tests.core.test_release import queue_release, retry_delays_pass, seed_artifact
+from tests.core.test_release import (
+    push_but_do_not_record,
+    queue_release,
+    retry_delays_pass,
+    seed_artifact,
+)
 from tests.support import gitops
 
 ENV, APP = "staging", "frontend"
@@ -239,20 +244,6 @@ def test_a_push_the_index_is_not_at_the_base_of_is_left_to_the_sync(
     apply_queue(store, repo, ENV, push_attempts=3, max_attempts=3)
     assert store.index_head(repo.url) is None
     assert sync_index(store, repo, repo.known_head()) == 1
-
-
-def push_but_do_not_record(
-    store: Store, repo: GitopsRepository, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Apply the queue as a worker that pushed and lost the database before recording."""
-
-    def database_gone(*args: object, **kwargs: object) -> bool:
-        raise StoreUnavailable("the database is unavailable: connection refused")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(store, "finish_writes", database_gone)
-        with pytest.raises(StoreUnavailable):
-            apply(store, repo)
 
 
 def apply_found(store: Store, repo: GitopsRepository, event_id: str, remote: Path) -> WriteReport:

@@ -107,6 +107,20 @@ def apply(store: Store, repo: GitopsRepository, env: str = "staging") -> list[Re
     return [r.status for r in result.reports]
 
 
+def push_but_do_not_record(
+    store: Store, repo: GitopsRepository, monkeypatch: pytest.MonkeyPatch, env: str = "staging"
+) -> None:
+    """Apply the queue as a worker that pushed and lost the database before recording."""
+
+    def database_gone(*args: object, **kwargs: object) -> bool:
+        raise StoreUnavailable("the database is unavailable: connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "finish_writes", database_gone)
+        with pytest.raises(StoreUnavailable):
+            apply(store, repo, env)
+
+
 def retry_delays_pass(store: Store) -> None:
     """As if every deferred write's retry delay were over."""
     with store.engine.begin() as connection:
@@ -498,15 +512,7 @@ def test_a_write_pushed_on_an_empty_remote_but_not_recorded_is_not_superseded(
     reported superseded while its commit is on the remote.
     """
     first = queue_release(store, fixtures_dir, repo, "one")
-    finish_writes = store.finish_writes
-
-    def database_gone(*args: object, **kwargs: object) -> bool:
-        raise StoreUnavailable("the database is unavailable: connection refused")
-
-    monkeypatch.setattr(store, "finish_writes", database_gone)
-    with pytest.raises(StoreUnavailable):
-        apply(store, repo)
-    monkeypatch.setattr(store, "finish_writes", finish_writes)
+    push_but_do_not_record(store, repo, monkeypatch)
     [pushed] = gitops.commits(gitops_remote)
     second = queue_release(store, fixtures_dir, repo, "two")
     assert apply(store, repo) == [ResultStatus.SUCCESS, ResultStatus.SUCCESS]
